@@ -1,0 +1,56 @@
+"""Transformer blocks of the generator (SLN, paper Eq. 4) and the discriminator (pre-LN ViT).
+
+Generator block:      h' = MSA(SLN(h, w)) + h,   h_out = MLP(SLN(h', w)) + h'
+Discriminator block:  h' = MSA(LN(h)) + h,       h_out = MLP(LN(h')) + h'
+Both outputs of every block are used (one port dropped the MLP branch, so it never trained).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+from .attention import L2MultiHeadAttention, Linear, MultiHeadAttention
+from .equalized import EqualLinear
+from .sln import SelfModulatedLayerNorm
+
+
+class FeedForward(nn.Module):
+    """(B, N, dim) -> (B, N, dim): Linear, GELU, Linear."""
+
+    def __init__(self, dim: int, hidden_dim: int, linear: Linear = nn.Linear):
+        super().__init__()
+        self.net = nn.Sequential(linear(dim, hidden_dim), nn.GELU(), linear(hidden_dim, dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class GeneratorBlock(nn.Module):
+    """h (B, N, dim), w (B, style_dim) -> (B, N, dim). Equalized-lr linear layers throughout."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, style_dim: int):
+        super().__init__()
+        self.norm1 = SelfModulatedLayerNorm(dim, style_dim)
+        self.attn = MultiHeadAttention(dim, heads, linear=EqualLinear)
+        self.norm2 = SelfModulatedLayerNorm(dim, style_dim)
+        self.mlp = FeedForward(dim, mlp_dim, linear=EqualLinear)
+
+    def forward(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = h + self.attn(self.norm1(h, w))
+        return h + self.mlp(self.norm2(h, w))
+
+
+class DiscriminatorBlock(nn.Module):
+    """h (B, N, dim) -> (B, N, dim). `attention` is "l2" (paper) or "dot" (ablation)."""
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, attention: str = "l2", fused: bool = True):
+        super().__init__()
+        attention_cls = L2MultiHeadAttention if attention == "l2" else MultiHeadAttention
+        self.norm1 = nn.LayerNorm(dim)
+        self.attn = attention_cls(dim, heads, fused=fused)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = FeedForward(dim, mlp_dim)
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        h = h + self.attn(self.norm1(h))
+        return h + self.mlp(self.norm2(h))

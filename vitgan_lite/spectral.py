@@ -1,0 +1,84 @@
+"""Spectral normalization and ViTGAN's improved spectral normalization (ISN, paper Eq. 6).
+
+Plain SN (Miyato et al. 2018):  W_bar = W / sigma(W).
+ISN:                            W_bar = sigma(W_init) * W / sigma(W).
+Plain SN forces every layer of a Transformer discriminator to have spectral norm 1, which shrinks
+attention logits and slows learning; ISN keeps each layer's Lipschitz bound at the value it had
+at initialisation.
+
+sigma(W) is estimated by power iteration: the left singular vector u is kept in a buffer and
+refined by one step per forward pass in training mode (no gradient flows through u or v).
+sigma(W_init) is measured once, at construction, and kept in a buffer so that it survives
+`state_dict` save/load and deep copies (a numpy attribute would not).
+
+Both are torch parametrizations: after `improved_spectral_norm(layer)`, `layer.weight` is the
+normalised weight and `layer.parametrizations.weight.original` the raw one.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.utils import parametrize
+
+
+class SpectralNormParametrization(nn.Module):
+    """W (out, ...) -> scale * W / sigma(W), scale = sigma(W_init) if `rescale` else 1."""
+
+    def __init__(self, weight: torch.Tensor, rescale: bool = True, n_power_iterations: int = 1,
+                 eps: float = 1e-12, init_iterations: int = 50):
+        super().__init__()
+        matrix = weight.detach().reshape(weight.shape[0], -1)            # (out, in)
+        u = F.normalize(torch.randn(matrix.shape[0], dtype=matrix.dtype, device=matrix.device), dim=0, eps=eps)
+        self.register_buffer("u", u)
+        self.register_buffer("sigma_init", torch.linalg.matrix_norm(matrix, ord=2))
+        self.rescale, self.n_power_iterations, self.eps = rescale, n_power_iterations, eps
+        self._power_iteration(matrix, init_iterations)
+
+    @torch.no_grad()
+    def _power_iteration(self, matrix: torch.Tensor, iterations: int) -> None:
+        u = self.u
+        for _ in range(iterations):
+            v = F.normalize(matrix.t() @ u, dim=0, eps=self.eps)     # (in,)
+            u = F.normalize(matrix @ v, dim=0, eps=self.eps)         # (out,)
+        self.u.copy_(u)
+
+    def sigma(self, weight: torch.Tensor) -> torch.Tensor:
+        """Power-iteration estimate of the largest singular value (differentiable in W)."""
+        matrix = weight.reshape(weight.shape[0], -1)
+        if self.training:
+            self._power_iteration(matrix.detach(), self.n_power_iterations)
+        u = self.u.clone()                                           # clone: later in-place updates
+        v = F.normalize(matrix.t().detach() @ u, dim=0, eps=self.eps)  # must not touch the graph
+        return u @ matrix @ v
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        scale = self.sigma_init if self.rescale else 1.0
+        return weight * (scale / self.sigma(weight))
+
+
+def improved_spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1) -> nn.Module:
+    """ISN: `module.<name>` becomes sigma(W_init) * W / sigma(W). Returns the module."""
+    weight = getattr(module, name)
+    parametrize.register_parametrization(
+        module, name, SpectralNormParametrization(weight, rescale=True, n_power_iterations=n_power_iterations))
+    return module
+
+
+def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: int = 1) -> nn.Module:
+    """Plain SN (the ablation): `module.<name>` becomes W / sigma(W). Returns the module."""
+    weight = getattr(module, name)
+    parametrize.register_parametrization(
+        module, name, SpectralNormParametrization(weight, rescale=False, n_power_iterations=n_power_iterations))
+    return module
+
+
+def apply_spectral_norm(model: nn.Module, kind: str) -> nn.Module:
+    """Normalise the weight of every nn.Linear in `model`: kind is "isn", "sn" or "none"."""
+    wrap = {"isn": improved_spectral_norm, "sn": spectral_norm}.get(kind)
+    if kind != "none" and wrap is None:
+        raise ValueError(f"unknown spectral norm kind {kind!r}; expected 'isn', 'sn' or 'none'")
+    if wrap is not None:
+        for layer in [m for m in model.modules() if isinstance(m, nn.Linear)]:
+            wrap(layer)
+    return model
