@@ -3,4 +3,3 @@ import os
 
 os.environ.setdefault("VITGAN_FAST", "1")    # notebooks shrink their slow cells (sizes, never logic)
 os.environ.setdefault("TQDM_DISABLE", "1")   # progress bars differ run to run
-os.environ.setdefault("MPLBACKEND", "agg")
