@@ -1,0 +1,21 @@
+"""Fixtures shared by the unit tests."""
+from pathlib import Path
+
+import pytest
+import torch
+
+CIFAR_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+@pytest.fixture
+def cifar_npz() -> Path:
+    """The offline CIFAR-10 copy beside the project (../shared/data/cifar10/train_10k.npz)."""
+    path = CIFAR_DIR / "train_10k.npz"
+    if not path.is_file():
+        pytest.skip(f"offline CIFAR-10 not found at ../shared/data/cifar10 (needs {path.name})")
+    return path

@@ -1,0 +1,72 @@
+import torch
+import torch.nn as nn
+
+from vitgan_lite.spectral import apply_spectral_norm, improved_spectral_norm, spectral_norm
+
+
+def sigma(w):
+    return torch.linalg.svdvals(w.detach())[0].item()
+
+
+def test_isn_keeps_effective_spectral_norm_at_sigma_init_while_raw_weight_is_scaled():
+    layer = nn.Linear(20, 12)
+    sigma_init = sigma(layer.weight)
+    improved_spectral_norm(layer)
+    raw = layer.parametrizations.weight.original
+    assert abs(sigma(layer.weight) - sigma_init) < 1e-4 * sigma_init
+    with torch.no_grad():
+        raw.mul_(7.0)
+        raw.add_(0.05 * torch.randn_like(raw))
+    layer.train()
+    for _ in range(20):  # power iteration: one step per forward
+        layer(torch.randn(2, 20))
+    assert sigma(raw) > 5 * sigma_init
+    assert abs(sigma(layer.weight) - sigma_init) < 1e-3 * sigma_init
+    assert abs(layer.parametrizations.weight[0].sigma_init.item() - sigma_init) < 1e-6
+
+
+def test_plain_sn_normalises_to_one_and_isn_is_sigma_init_times_sn():
+    a, b = nn.Linear(9, 6), nn.Linear(9, 6)
+    b.load_state_dict(a.state_dict())
+    sigma_init = sigma(a.weight)
+    spectral_norm(a), improved_spectral_norm(b)
+    assert abs(sigma(a.weight) - 1.0) < 1e-4
+    torch.testing.assert_close(b.weight, a.weight * sigma_init, atol=1e-5, rtol=1e-4)
+
+
+def test_u_is_updated_in_training_only_and_gets_no_gradient():
+    layer = improved_spectral_norm(nn.Linear(8, 8))
+    param = layer.parametrizations.weight[0]
+    with torch.no_grad():
+        layer.parametrizations.weight.original.add_(torch.randn(8, 8))
+    layer.eval()
+    u0 = param.u.clone()
+    layer(torch.randn(1, 8))
+    assert torch.equal(param.u, u0)
+    layer.train()
+    layer(torch.randn(1, 8)).sum().backward()
+    assert not torch.equal(param.u, u0) and not param.u.requires_grad
+    assert layer.parametrizations.weight.original.grad.abs().sum() > 0
+
+
+def test_sigma_init_survives_state_dict_round_trip_into_a_fresh_module():
+    a = improved_spectral_norm(nn.Linear(10, 10))
+    b = improved_spectral_norm(nn.Linear(10, 10))    # different init, different sigma_init
+    sa = a.parametrizations.weight[0].sigma_init.clone()
+    assert not torch.allclose(sa, b.parametrizations.weight[0].sigma_init)
+    b.load_state_dict(a.state_dict())
+    assert torch.equal(b.parametrizations.weight[0].sigma_init, sa)
+    a.eval(), b.eval()
+    x = torch.randn(3, 10)
+    torch.testing.assert_close(a(x), b(x))
+
+
+def test_two_forwards_before_backward_are_allowed():
+    layer = improved_spectral_norm(nn.Linear(6, 6))
+    (layer(torch.randn(2, 6)).sum() + layer(torch.randn(2, 6)).sum()).backward()
+
+
+def test_apply_spectral_norm_wraps_every_linear():
+    net = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Sequential(nn.Linear(4, 2)))
+    apply_spectral_norm(net, "isn")
+    assert all(hasattr(m, "parametrizations") for m in net.modules() if isinstance(m, nn.Linear))
