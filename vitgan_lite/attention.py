@@ -1,4 +1,4 @@
-"""Multi-head self-attention: dot-product (the generator) and L2 (the discriminator, paper Eq. 7).
+"""Multi-head self-attention: dot-product (the generator) and L2 (the discriminator).
 
 Dot product (Vaswani et al.): logits_ij = q_i . k_j / sqrt(d_head).
 L2 (Kim et al. 2021): logits_ij = -||q_i - k_j||^2 / sqrt(d_head) with W_q = W_k tied. Unlike the

@@ -1,4 +1,4 @@
-"""Transformer blocks of the generator (SLN, paper Eq. 4) and the discriminator (pre-LN ViT).
+"""Transformer blocks of the generator (with SLN) and the discriminator (pre-LN ViT).
 
 Generator block:      h' = MSA(SLN(h, w)) + h,   h_out = MLP(SLN(h', w)) + h'
 Discriminator block:  h' = MSA(LN(h)) + h,       h_out = MLP(LN(h')) + h'

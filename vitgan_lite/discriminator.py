@@ -1,4 +1,4 @@
-"""The ViTGAN discriminator (paper Sec. 3.1, Fig. 2 right): a ViT made Lipschitz-friendly.
+"""The ViTGAN discriminator: a ViT made Lipschitz-friendly.
 
     tokens = Linear(overlapping_patches(x))  (B, L, D)      kernel 2P, stride P, padding P/2
     h_0    = [cls; tokens] + E_pos           (B, L+1, D)

@@ -1,6 +1,6 @@
 """Learned Fourier features: E(c) = sin(c @ B^T + b) for 2-D coordinates c in [-1, 1]^2.
 
-The generator uses them twice (paper Sec. 3.2): as the positional embedding E_pos of the patch
+The generator uses them twice: as the positional embedding E_pos of the patch
 centres (its only input tokens), and as E_fou, the per-pixel input of the implicit patch decoder.
 B and b are learned; B starts as Gaussian random frequencies of std `scale` (Tancik et al. 2020)
 and b as random phases in [-pi, pi].

@@ -1,4 +1,4 @@
-"""The ViTGAN generator (paper Sec. 3.2, Fig. 2 left).
+"""The ViTGAN generator, as the paper describes it.
 
     w    = Mapping(z)                        (B, style_dim)
     h_0  = E_pos                             (B, L, D)   Fourier features of the patch centres

@@ -1,4 +1,4 @@
-"""Weight modulation (StyleGAN2, paper Eq. 8-9) and the implicit patch decoder f_theta.
+"""Weight modulation (StyleGAN2) and the implicit patch decoder f_theta.
 
 ModulatedLinear scales the input channels of its weight by a style s = Affine(style):
     W'_{oi} = W_{oi} * s_i,     optionally demodulated  W''_{oi} = W'_{oi} / sqrt(sum_i W'_{oi}^2 + eps).

@@ -1,8 +1,8 @@
-"""Images <-> sequences of patches (paper Sec. 3: a ViT sees an image as L = (H/P)^2 tokens).
+"""Images <-> sequences of patches (a ViT sees an image as L = (H/P)^2 tokens).
 
 - `patchify` / `unpatchify`: non-overlapping P x P patches, the generator's layout. Patches are
   numbered row-major over the (H/P) x (W/P) grid; inside a patch the order is (p1 p2 c).
-- `overlapping_patches`: the discriminator's patches (paper Sec. 3.1, "overlapping image
+- `overlapping_patches`: the discriminator's patches (the paper's "overlapping image
   patches"): each P x P patch grown by o = P/2 on every side, i.e. a 2P x 2P window with stride P.
   Padding by P/2 keeps L = (H/P)^2 tokens; the padding is our reading (the paper does not state it).
 """

@@ -1,9 +1,10 @@
-"""Self-modulated LayerNorm (paper Eq. 5): SLN(h, w) = gamma(w) * LN(h) + beta(w).
+"""Self-modulated LayerNorm (the paper's SLN): SLN(h, w) = gamma(w) * LN(h) + beta(w).
 
 The style w enters the generator only here (its input tokens are just positional embeddings).
 LN has no affine parameters of its own; gamma and beta are learned affine maps of w, separate for
-every SLN. gamma's bias starts at 1 so that at init SLN(h, w) ~ LN(h) -- the official code writes
-the same thing as LN(h) * (1 + gamma') + beta.
+every SLN. gamma's bias starts at 1, so gamma(w) = 1 + (a linear map of w): the form the official
+code writes as LN(h) * (1 + gamma') + beta. The map itself starts at full strength: with w of unit
+scale, gamma(w) has a per-channel spread of about 1 at init, so w modulates from the first step.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Spectral normalization and ViTGAN's improved spectral normalization (ISN, paper Eq. 6).
+"""Spectral normalization and ViTGAN's improved spectral normalization (ISN).
 
 Plain SN (Miyato et al. 2018):  W_bar = W / sigma(W).
 ISN:                            W_bar = sigma(W_init) * W / sigma(W).
