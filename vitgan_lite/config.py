@@ -1,4 +1,4 @@
-"""One place for every architecture setting: `GeneratorConfig` and `DiscriminatorConfig`.
+"""One place for every setting: `GeneratorConfig`, `DiscriminatorConfig` and `TrainConfig`.
 
 Presets:
 - `cifar10()`: the paper's 32x32 CIFAR-10 model. Each value carries a comment with its source;
@@ -137,5 +137,96 @@ class DiscriminatorConfig:
         return cls(dim=64, depth=2, heads=4, mlp_dim=128)
 
     def replace(self, **changes) -> "DiscriminatorConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+
+def _check_fraction(cfg, name):
+    value = getattr(cfg, name)
+    if not (isinstance(value, (int, float)) and 0.0 <= value <= 1.0):
+        raise ValueError(f"TrainConfig.{name} must be in [0, 1], got {value!r}")
+
+
+def _check_non_negative(cfg, names):
+    for name in names:
+        value = getattr(cfg, name)
+        if not (isinstance(value, (int, float)) and value >= 0):
+            raise ValueError(f"TrainConfig.{name} must be >= 0, got {value!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of the training recipe (paper Sec. 4.1 and Appendix; see ../shared/SPEC.md).
+
+    The architecture ablations (attention, spectral norm, overlapping patches) live in
+    `DiscriminatorConfig`; the recipe ablations (bCR, DiffAugment) live here.
+    """
+
+    batch_size: int = 128          # paper (TPU); official PyTorch code: 64
+    lr: float = 0.002              # paper; official code: 0.001 at batch 64
+    betas: tuple = (0.0, 0.99)     # paper: Adam(beta1 = 0, beta2 = 0.99)
+    warmup_steps: int = 3000       # official code: linear lr warm-up over 3k steps; 0 = off
+    steps: int = 400_000           # ours: the images of the official 800k steps at batch 64
+    augment: str = "color,translation,cutout,scale"  # paper: DiffAugment + scaling; "" = off (ablation)
+    augment_p: float = 0.8         # paper: each op with probability 0.8 (unverified)
+    bcr: bool = True               # paper: balanced consistency regularization (False: ablation)
+    bcr_policy: str = "translation"  # ours: T of bCR (the bCR paper: small shifts and flips)
+    lambda_real: float = 10.0      # paper: lambda_real = 10 (official code: 1 with its CNN D)
+    lambda_fake: float = 10.0      # paper: lambda_fake = 10
+    r1_gamma: float = 0.0          # paper: no R1 with the ViT discriminator; > 0 turns it on
+    ema_half_life_images: int = 1_000_000  # official code (paper does not state the EMA decay)
+    bf16: bool = False             # ours: bfloat16 autocast (GPU speed-up; runs on CPU too)
+    compile: bool = False          # ours: torch.compile G and D (skipped on CPU)
+    sample_every: int = 5000       # ours: steps between sample grids
+    checkpoint_every: int = 5000   # ours: steps between checkpoints
+    keep_checkpoints: int = 3      # ours: older checkpoints are deleted
+    log_every: int = 10            # ours: steps between lines of log.jsonl (the last step always)
+    n_samples: int = 64            # ours: images in a sample grid (fixed latents)
+    seed: int = 0                  # ours
+
+    def __post_init__(self):
+        from .augment import parse_policy
+
+        object.__setattr__(self, "betas", tuple(self.betas))  # a list after a round trip to a checkpoint
+        _check_positive(self, ("batch_size", "steps", "ema_half_life_images", "sample_every",
+                               "checkpoint_every", "keep_checkpoints", "log_every", "n_samples"))
+        _check_non_negative(self, ("warmup_steps", "lambda_real", "lambda_fake", "r1_gamma", "seed"))
+        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
+            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        _check_fraction(self, "augment_p")
+        for name in ("augment", "bcr_policy"):
+            try:
+                parse_policy(getattr(self, name))
+            except ValueError as exc:
+                raise ValueError(f"TrainConfig.{name}: {exc}") from None
+        if self.bcr and not parse_policy(self.bcr_policy):
+            raise ValueError("TrainConfig.bcr_policy is empty while bcr=True; give bCR a transform "
+                             "(e.g. 'translation') or set bcr=False")
+
+    @property
+    def ema_decay(self) -> float:
+        """Per-step EMA decay with the configured half-life: 0.5 ** (batch_size / half_life)."""
+        return 0.5 ** (self.batch_size / self.ema_half_life_images)
+
+    @classmethod
+    def cifar10(cls) -> "TrainConfig":
+        """The paper's CIFAR-10 recipe (the field defaults): a GPU job."""
+        return cls()
+
+    @classmethod
+    def tiny(cls) -> "TrainConfig":
+        """The recipe sized for a CPU (batch 32, ~0.5 s per step).
+
+        A tiny D cannot hold its own against the paper's regularisation: with lambda = 10 and all
+        four augmentations at p = 0.8 its loss sat at log 4 (chance) for 1500 steps on CIFAR-10.
+        So: lambda = 1 (the official code's value), no scaling, each op with p = 0.5.
+        """
+        return cls(batch_size=32, warmup_steps=0, steps=3000, ema_half_life_images=5000,
+                   augment="color,translation,cutout", augment_p=0.5, lambda_real=1.0, lambda_fake=1.0,
+                   sample_every=250, checkpoint_every=250, log_every=1, n_samples=64)
+
+    def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
