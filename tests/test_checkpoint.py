@@ -1,0 +1,90 @@
+"""Checkpoint files: safe loading, atomic writes, corrupt-file fallback, pruning, RNG round trip."""
+import random
+
+import numpy as np
+import pytest
+import torch
+
+import vitgan_lite.checkpoint as ckpt
+from vitgan_lite.checkpoint import (CheckpointError, checkpoint_path, list_checkpoints, load_checkpoint,
+                                    load_latest, prune_checkpoints, rng_state, save_checkpoint, set_rng_state)
+
+
+def fake_state(step: int) -> dict:
+    """The keys of a training checkpoint, with small contents."""
+    state = {key: {} for key in ckpt.REQUIRED_KEYS}
+    state.update(step=step, G={"w": torch.full((3,), float(step))}, rng=rng_state())
+    return state
+
+
+def draws():
+    return torch.rand(3).tolist(), np.random.rand(3).tolist(), [random.random() for _ in range(3)]
+
+
+def test_rng_state_round_trip_through_a_safe_file(tmp_path):
+    torch.manual_seed(1), np.random.seed(1), random.seed(1)
+    np.random.randn()                                  # leaves a cached gaussian in numpy's state
+    path = save_checkpoint(fake_state(1), tmp_path / "a.pt")
+    expected = draws()
+    set_rng_state(load_checkpoint(path)["rng"])        # weights_only load
+    assert draws() == expected
+
+
+def test_save_is_atomic_when_torch_save_crashes(tmp_path, monkeypatch):
+    good = save_checkpoint(fake_state(1), checkpoint_path(tmp_path, 1))
+    real_save = torch.save
+
+    def crash_midway(obj, f, *args, **kwargs):
+        real_save(obj, f)
+        f.truncate(100)                                 # half-written file, then the crash
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(OSError, match="disk full"):
+        save_checkpoint(fake_state(2), checkpoint_path(tmp_path, 2))
+    monkeypatch.undo()
+    assert list_checkpoints(tmp_path) == [good]        # no broken ckpt_0000002.pt, no temp file left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [good.name]
+    assert load_latest(tmp_path)[1]["step"] == 1
+
+
+def test_save_is_atomic_when_rename_fails(tmp_path, monkeypatch):
+    target = checkpoint_path(tmp_path, 1)
+    save_checkpoint(fake_state(1), target)
+    monkeypatch.setattr(ckpt.os, "replace", lambda *a: (_ for _ in ()).throw(OSError("power cut")))
+    with pytest.raises(OSError, match="power cut"):
+        save_checkpoint(fake_state(5), target)         # overwriting the same name must not break it
+    monkeypatch.undo()
+    assert load_checkpoint(target)["step"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_corrupt_checkpoint_names_the_file_and_resume_falls_back(tmp_path):
+    save_checkpoint(fake_state(1), checkpoint_path(tmp_path, 1))
+    newest = save_checkpoint(fake_state(2), checkpoint_path(tmp_path, 2))
+    newest.write_bytes(newest.read_bytes()[:200])       # truncated
+    with pytest.raises(CheckpointError, match="ckpt_0000002.pt.*corrupt or truncated"):
+        load_checkpoint(newest)
+    with pytest.warns(RuntimeWarning, match="ckpt_0000002.pt.*falling back"):
+        path, state = load_latest(tmp_path)
+    assert path == checkpoint_path(tmp_path, 1) and state["step"] == 1
+
+
+def test_unsafe_or_foreign_files_are_refused(tmp_path):
+    path = tmp_path / "ckpt_0000003.pt"
+    torch.save({"step": 3, "payload": CheckpointError("x")}, path)  # needs full unpickling
+    with pytest.raises(CheckpointError, match="ckpt_0000003.pt"):
+        load_checkpoint(path)
+    torch.save({"step": 3}, path)
+    with pytest.raises(CheckpointError, match="missing"):
+        load_checkpoint(path)
+    with pytest.raises(FileNotFoundError, match="no readable checkpoint"):
+        with pytest.warns(RuntimeWarning):
+            load_latest(tmp_path)
+
+
+def test_prune_keeps_the_newest(tmp_path):
+    for step in (5, 10, 15, 20):
+        save_checkpoint(fake_state(step), checkpoint_path(tmp_path, step))
+    prune_checkpoints(tmp_path, keep=2)
+    assert list_checkpoints(tmp_path) == [checkpoint_path(tmp_path, 20), checkpoint_path(tmp_path, 15)]
