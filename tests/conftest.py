@@ -19,3 +19,13 @@ def cifar_npz() -> Path:
     if not path.is_file():
         pytest.skip(f"offline CIFAR-10 not found at ../shared/data/cifar10 (needs {path.name})")
     return path
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models train fastest single-threaded; on a shared 2-core CPU extra torch threads wait
+    for each other (a training test ran 10x slower with 2 threads while other jobs were running)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -1,0 +1,132 @@
+"""The training loop around `Trainer.train_step`: progress bar, log, sample grids, checkpoints.
+
+Files written into `out_dir` (all optional: without it the loop only trains):
+    log.jsonl                   one JSON object of losses per `log_every` steps (and the last step)
+    samples/step_<step>.png     EMA-generator images at fixed latents, every `sample_every` steps
+    ckpt_<step>.pt              every `checkpoint_every` steps, newest `keep_checkpoints` kept
+
+Every run ends with a checkpoint, a grid and a log line for its last step -- also after Ctrl-C:
+the first Ctrl-C lets the current step finish and then stops cleanly (a second one aborts at once).
+A NaN/inf loss raises `NonFiniteLossError` and writes nothing, so the last good checkpoint stays.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import signal
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+from .sample import save_grid
+
+
+@contextlib.contextmanager
+def stop_on_interrupt():
+    """Turn the first Ctrl-C (SIGINT) into a flag {'stop': True} that the loop checks between steps.
+
+    Works in a terminal and in Jupyter (an interrupt there is a SIGINT too). Outside the main
+    thread no handler can be installed and Ctrl-C raises KeyboardInterrupt as usual.
+    """
+    flag = {"stop": False}
+
+    def handler(signum, frame):
+        if flag["stop"]:
+            raise KeyboardInterrupt
+        flag["stop"] = True
+
+    try:
+        previous = signal.signal(signal.SIGINT, handler)
+    except ValueError:  # not the main thread
+        previous = None
+    try:
+        yield flag
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+
+
+def append_log(path: Path, logs: dict) -> None:
+    with open(path, "a") as f:
+        f.write(json.dumps(logs) + "\n")
+
+
+def truncate_log(path: Path, step: int) -> None:
+    """Drop log lines after `step` (written by a run that stopped after its last checkpoint)."""
+    if path.is_file():
+        lines = [line for line in path.read_text().splitlines() if line.strip()]
+        path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= step))
+
+
+def format_logs(logs: dict) -> str:
+    return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
+
+
+class RunOutput:
+    """The files of one run folder."""
+
+    def __init__(self, trainer, out_dir: str | Path):
+        self.trainer, self.dir = trainer, Path(out_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.dir / "log.jsonl"
+        truncate_log(self.log_path, trainer.step)
+        self.written = {"log": -1, "grid": -1, "ckpt": -1}  # last step each was written at
+
+    def log(self, logs: dict) -> None:
+        append_log(self.log_path, logs)
+        self.written["log"] = logs["step"]
+
+    def grid(self) -> Path:
+        step = self.trainer.step
+        self.written["grid"] = step
+        return save_grid(self.trainer.sample(), self.dir / "samples" / f"step_{step:07d}.png")
+
+    def checkpoint(self) -> Path:
+        trainer = self.trainer
+        path = save_checkpoint(trainer.state_dict(), checkpoint_path(self.dir, trainer.step))
+        prune_checkpoints(self.dir, trainer.tcfg.keep_checkpoints)
+        self.written["ckpt"] = trainer.step
+        return path
+
+    def periodic(self, logs: dict) -> None:
+        cfg, step = self.trainer.tcfg, logs["step"]
+        if step % cfg.log_every == 0:
+            self.log(logs)
+        if step % cfg.sample_every == 0:
+            self.grid()
+        if step % cfg.checkpoint_every == 0:
+            self.checkpoint()
+
+    def finish(self, last_logs: dict | None) -> dict:
+        """Make sure the last step has its log line, grid and checkpoint; return their paths."""
+        step = self.trainer.step
+        if last_logs is not None and self.written["log"] != step:
+            self.log(last_logs)
+        grid = self.grid() if self.written["grid"] != step else self.dir / "samples" / f"step_{step:07d}.png"
+        ckpt = self.checkpoint() if self.written["ckpt"] != step else checkpoint_path(self.dir, step)
+        return {"checkpoint": ckpt, "grid": grid, "log": self.log_path}
+
+
+def run_training(trainer, steps: int, out_dir: str | Path | None = None) -> list[dict]:
+    """Train until trainer.step == steps (the run's total); return the logs of the steps run here."""
+    output = RunOutput(trainer, out_dir) if out_dir is not None else None
+    history: list[dict] = []
+    with stop_on_interrupt() as flag, tqdm(total=steps, initial=trainer.step, desc="train") as bar:
+        while trainer.step < steps and not flag["stop"]:
+            logs = trainer.train_step()
+            history.append(logs)
+            bar.update(1)
+            bar.set_postfix(loss_D=f"{logs['loss_D']:.3f}", loss_G=f"{logs['loss_G']:.3f}")
+            if output is not None:
+                output.periodic(logs)
+    status = "interrupted" if flag["stop"] else "done"
+    last = history[-1] if history else None
+    if output is not None:
+        files = output.finish(last)
+        where = f"; checkpoint {files['checkpoint']}, samples {files['grid']}, log {files['log']}"
+    else:
+        where = ""
+    summary = format_logs(last) if last else f"step={trainer.step} (nothing to do)"
+    tqdm.write(f"[{status}] {summary}{where}")
+    return history

@@ -1,0 +1,91 @@
+"""Images from a trained generator: sample grids during training and the `vitgan-sample` command.
+
+    vitgan-sample --checkpoint runs/tiny --out grid.png [--n 64] [--truncation 0.7] [--images-dir DIR]
+
+`--checkpoint` is a checkpoint file or a run folder (its newest readable checkpoint). Samples come
+from the EMA generator. Truncation (StyleGAN): w = w_avg + psi * (w - w_avg) trades variety for
+quality; psi = 1 is off.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import torch
+from torchvision.utils import save_image
+
+from .checkpoint import CheckpointError, load_checkpoint, load_latest
+from .config import GeneratorConfig
+from .generator import Generator
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int | None = None) -> Path:
+    """images (N, C, H, W) in [-1, 1] -> one PNG grid, nrow per row (default: a square)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nrow = nrow or max(1, int(math.sqrt(len(images))))
+    save_image(images.detach().float().cpu(), path, nrow=nrow, normalize=True, value_range=(-1, 1))
+    return path
+
+
+@torch.no_grad()
+def generate(G: Generator, z: torch.Tensor, truncation_psi: float = 1.0,
+             w_avg: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+    """z (N, latent_dim) -> images (N, C, H, W) on the CPU, in batches; G is used in eval mode."""
+    device = next(G.parameters()).device
+    was_training = G.training
+    G.eval()
+    chunks = [G.synthesize(G.style(part.to(device), truncation_psi, w_avg)).cpu()
+              for part in z.split(batch_size)]
+    G.train(was_training)
+    return torch.cat(chunks)
+
+
+def ema_generator_from_checkpoint(source: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
+    """The EMA generator of a checkpoint file or of the newest checkpoint in a run folder."""
+    source = Path(source)
+    _, state = load_latest(source) if source.is_dir() else (source, load_checkpoint(source))
+    G = Generator(GeneratorConfig(**state["configs"]["generator"]))
+    G.load_state_dict(state["G_ema"])
+    return G.to(device).eval().requires_grad_(False), state
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitgan-sample", description="Sample images from a vitgan_lite checkpoint.")
+    parser.add_argument("--checkpoint", required=True, help="checkpoint file or run folder (newest checkpoint)")
+    parser.add_argument("--out", default="samples.png", help="grid PNG to write (default: samples.png)")
+    parser.add_argument("--n", type=int, default=64, help="number of images (default: 64)")
+    parser.add_argument("--nrow", type=int, default=None, help="images per grid row (default: square)")
+    parser.add_argument("--truncation", type=float, default=1.0, help="truncation psi (default: 1 = off)")
+    parser.add_argument("--images-dir", default=None, help="also write each image as a PNG into this folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the latents (default: 0)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.n <= 0:
+        parser.error(f"--n must be positive, got {args.n}")
+    try:
+        G, state = ema_generator_from_checkpoint(args.checkpoint, args.device)
+    except (FileNotFoundError, CheckpointError) as exc:
+        parser.error(str(exc))
+    z = torch.randn(args.n, G.cfg.latent_dim, generator=torch.Generator().manual_seed(args.seed))
+    w_avg = G.mean_style() if args.truncation != 1.0 else None
+    images = generate(G, z, args.truncation, w_avg)                   # (n, C, H, W)
+    grid = save_grid(images, args.out, args.nrow)
+    print(f"wrote {grid} ({args.n} images, step {state['step']}, truncation {args.truncation})")
+    if args.images_dir:
+        folder = Path(args.images_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        for i, image in enumerate(images):
+            save_image(image, folder / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+        print(f"wrote {args.n} images to {folder}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

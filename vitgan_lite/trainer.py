@@ -1,0 +1,205 @@
+"""ViTGAN's training step (paper Sec. 4.1) and the `Trainer` that holds everything a run needs.
+
+One `train_step`:
+  D step  real x and fake G(z) both through DiffAugment A, one D pass on the concatenation;
+          L_D = softplus(D(A(G(z)))) + softplus(-D(A(x)))
+              + bCR: lambda_real (D(A(x)) - D(T(x)))^2 + lambda_fake (D(A(G(z))) - D(T(G(z))))^2
+              + optional R1 on the real images.
+          D(x) of the bCR formula is the logit the adversarial loss already computed (as in the
+          official code's bCR), T an independent transform of the clean images (`bcr_policy`).
+  G step  L_G = softplus(-D(A(G(z)))) with fresh z, gradients through the augmented D.
+  EMA     shadow weights of G (torch-ema), decay from a half-life in images.
+
+The data order (data_order.py) and the saved RNG states make a resumed run identical to an
+uninterrupted one.
+"""
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import random
+
+import numpy as np
+import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch_ema import ExponentialMovingAverage
+
+from .augment import diff_augment
+from .checkpoint import rng_state, set_rng_state
+from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
+from .data_order import DataOrder, load_batch
+from .discriminator import Discriminator
+from .generator import Generator
+from .loop import run_training
+from .losses import bcr_loss, d_logistic_loss, g_logistic_loss, r1_penalty
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or inf; the step's update was not applied to the offending network."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """'auto' -> cuda if available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
+    return device
+
+
+class Trainer:
+    """G, D, EMA G, both Adam optimizers, the data order and the step count of one run.
+
+    >>> trainer = Trainer(GeneratorConfig.tiny(), DiscriminatorConfig.tiny(), TrainConfig.tiny(), data)
+    >>> logs = trainer.train_step()          # {'loss_D': ..., 'loss_G': ..., ...}
+    >>> history = trainer.run(200, out_dir="runs/demo")   # up to step 200 in total
+    """
+
+    def __init__(self, gcfg: GeneratorConfig, dcfg: DiscriminatorConfig, tcfg: TrainConfig,
+                 dataset, device: str | torch.device = "auto"):
+        if (gcfg.image_size, gcfg.channels) != (dcfg.image_size, dcfg.channels):
+            raise ValueError(f"generator makes {gcfg.channels}x{gcfg.image_size}x{gcfg.image_size} images "
+                             f"but the discriminator expects {dcfg.channels}x{dcfg.image_size}x{dcfg.image_size}")
+        self.gcfg, self.dcfg, self.tcfg, self.dataset = gcfg, dcfg, tcfg, dataset
+        self.device = resolve_device(device)
+        torch.manual_seed(tcfg.seed), np.random.seed(tcfg.seed), random.seed(tcfg.seed)
+        self.G = Generator(gcfg).to(self.device)
+        self.D = Discriminator(dcfg).to(self.device)
+        self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
+        self.ema = ExponentialMovingAverage(self.G.parameters(), decay=tcfg.ema_decay)
+        assert len(self.ema.shadow_params) == len(list(self.G.parameters())) > 0, "EMA must track every G weight"
+        self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg.lr, betas=tcfg.betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg.lr, betas=tcfg.betas)
+        self.data_order = DataOrder(len(dataset), tcfg.batch_size, tcfg.seed)
+        self.step = 0
+        self.meta: dict = {}                   # free-form run facts saved with checkpoints (e.g. the data)
+        gen = torch.Generator().manual_seed(tcfg.seed)
+        self.fixed_z = torch.randn(tcfg.n_samples, gcfg.latent_dim, generator=gen).to(self.device)
+        use_compile = tcfg.compile and self.device.type != "cpu"  # compile: GPU only (slow to build on CPU)
+        self.g_forward = torch.compile(self.G) if use_compile else self.G
+        self.d_forward = torch.compile(self.D) if use_compile else self.D
+
+    def autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tcfg.bf16)
+
+    def augment(self, images: torch.Tensor) -> torch.Tensor:
+        return diff_augment(images, self.tcfg.augment, self.tcfg.augment_p)
+
+    def latents(self, n: int) -> torch.Tensor:
+        return torch.randn(n, self.gcfg.latent_dim, device=self.device)
+
+    def set_lr(self) -> float:
+        """Linear warm-up over warmup_steps, then the constant lr."""
+        warmup = self.tcfg.warmup_steps
+        lr = self.tcfg.lr * min(1.0, (self.step + 1) / warmup) if warmup else self.tcfg.lr
+        for opt in (self.opt_G, self.opt_D):
+            for group in opt.param_groups:
+                group["lr"] = lr
+        return lr
+
+    def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
+        """real, fake (B, C, H, W) -> the terms of L_D (scalars) and mean logits."""
+        cfg = self.tcfg
+        r1 = cfg.r1_gamma > 0
+        if r1:
+            real = real.detach().requires_grad_(True)
+        images = torch.cat([real, fake])                                  # (2B, C, H, W)
+        # R1 differentiates D's gradient again; fused attention kernels have no double backward
+        kernels = sdpa_kernel(SDPBackend.MATH) if r1 else contextlib.nullcontext()
+        with self.autocast(), kernels:
+            logits = self.d_forward(self.augment(images)).float()         # (2B,)
+        real_logits, fake_logits = logits.chunk(2)                        # (B,), (B,)
+        terms = {"adv": d_logistic_loss(real_logits, fake_logits)}
+        if cfg.bcr:
+            with self.autocast():
+                t_logits = self.d_forward(diff_augment(images, cfg.bcr_policy)).float()  # (2B,)
+            t_real, t_fake = t_logits.chunk(2)
+            terms["bcr"] = bcr_loss(real_logits, t_real, fake_logits, t_fake, cfg.lambda_real, cfg.lambda_fake)
+        if r1:
+            terms["r1"] = r1_penalty(real_logits, real, cfg.r1_gamma)
+        return {**terms, "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+
+    def train_step(self) -> dict[str, float]:
+        """One D step then one G step; returns the losses as floats. Raises NonFiniteLossError."""
+        lr = self.set_lr()
+        real = load_batch(self.dataset, self.data_order.next_indices()).to(self.device)  # (B, C, H, W)
+        batch = real.shape[0]
+
+        self.D.requires_grad_(True)
+        with torch.no_grad(), self.autocast():
+            fake = self.g_forward(self.latents(batch)).float()            # (B, C, H, W)
+        terms = self.discriminator_losses(real, fake)
+        loss_d = sum(value for key, value in terms.items() if key in ("adv", "bcr", "r1"))
+        self._check_finite("loss_D", loss_d)
+        self.opt_D.zero_grad(set_to_none=True)
+        loss_d.backward()
+        self.opt_D.step()
+
+        self.D.requires_grad_(False)                                      # G step: no D gradients
+        with self.autocast():
+            logits = self.d_forward(self.augment(self.g_forward(self.latents(batch)))).float()  # (B,)
+        loss_g = g_logistic_loss(logits)
+        self._check_finite("loss_G", loss_g)
+        self.opt_G.zero_grad(set_to_none=True)
+        loss_g.backward()
+        self.opt_G.step()
+        self.D.requires_grad_(True)
+        self.ema.update(self.G.parameters())
+        self.step += 1
+        return {"step": self.step, "loss_D": loss_d.item(), "loss_G": loss_g.item(),
+                **{key: value.item() for key, value in terms.items()}, "lr": lr}
+
+    def _check_finite(self, name: str, loss: torch.Tensor) -> None:
+        if not torch.isfinite(loss):
+            raise NonFiniteLossError(
+                f"{name} became {loss.item()} at step {self.step + 1}; training stopped before "
+                "applying the update (try a lower lr, or bf16 off)")
+
+    def run(self, steps: int, out_dir=None) -> list[dict]:
+        """Train until `steps` steps in total, writing log/grids/checkpoints into out_dir if given."""
+        return run_training(self, steps, out_dir)
+
+    def ema_generator(self) -> Generator:
+        """The generator with the EMA weights (eval mode, no gradients): use it for samples and FID."""
+        self.ema.copy_to(self.G_ema.parameters())
+        return self.G_ema
+
+    @torch.no_grad()
+    def sample(self, z: torch.Tensor | None = None) -> torch.Tensor:
+        """EMA-generator images (n, C, H, W) for z (default: the run's fixed latents)."""
+        return self.ema_generator()(self.fixed_z if z is None else z.to(self.device))
+
+    def state_dict(self) -> dict:
+        """Everything a resumed run needs, as tensors and plain Python values."""
+        return {
+            "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
+            "G_ema": self.ema_generator().state_dict(), "ema": self.ema.state_dict(),
+            "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
+            "rng": rng_state(), "data_order": self.data_order.state_dict(), "meta": dict(self.meta),
+            "configs": {"generator": dataclasses.asdict(self.gcfg),
+                        "discriminator": dataclasses.asdict(self.dcfg),
+                        "train": dataclasses.asdict(self.tcfg)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.G.load_state_dict(state["G"])
+        self.D.load_state_dict(state["D"])
+        self.ema.load_state_dict(state["ema"])
+        self.opt_G.load_state_dict(state["opt_G"])
+        self.opt_D.load_state_dict(state["opt_D"])
+        self.data_order.load_state_dict(state["data_order"])
+        self.step = int(state["step"])
+        self.meta = dict(state.get("meta", {}))
+        set_rng_state(state["rng"])
+
+    @classmethod
+    def from_state(cls, state: dict, dataset, device: str | torch.device = "auto", **train_changes) -> "Trainer":
+        """Rebuild a trainer from a checkpoint's state; `train_changes` may only touch bookkeeping."""
+        configs = state["configs"]
+        tcfg = TrainConfig(**configs["train"]).replace(**train_changes)
+        trainer = cls(GeneratorConfig(**configs["generator"]), DiscriminatorConfig(**configs["discriminator"]),
+                      tcfg, dataset, device)
+        trainer.load_state_dict(state)
+        return trainer
