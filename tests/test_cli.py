@@ -1,0 +1,137 @@
+"""Command lines: vitgan-train (in-process and as `python -m`), vitgan-sample, argparse-style errors."""
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from vitgan_lite import sample, train
+from vitgan_lite.checkpoint import list_checkpoints, load_checkpoint
+from vitgan_lite.data import synthetic_images
+from vitgan_lite.sample import ema_generator_from_checkpoint, generate
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory) -> str:
+    """16 synthetic images as an .npz (building the 10k-image synthetic set takes seconds)."""
+    path = tmp_path_factory.mktemp("data") / "small.npz"
+    np.savez(path, x=synthetic_images(16).permute(0, 2, 3, 1).numpy())
+    return str(path)
+
+
+def log_steps(out: Path) -> list[int]:
+    return [json.loads(line)["step"] for line in (out / "log.jsonl").read_text().splitlines()]
+
+
+def test_train_synthetic(tmp_path):
+    out = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--data", "synthetic", "--steps", "2", "--batch-size", "4",
+                       "--out", str(out)]) == 0
+    state = load_checkpoint(out / "ckpt_0000002.pt")
+    assert state["step"] == 2 and state["meta"]["data"] == "synthetic"
+    assert log_steps(out) == [1, 2]
+    with Image.open(out / "samples" / "step_0000002.png") as grid:
+        assert grid.size == (2 + 8 * 34, 2 + 8 * 34)        # 64 images of 32x32, padding 2
+
+
+def test_resume_continues_to_the_new_total(tmp_path, small_npz):
+    out = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--data", small_npz, "--steps", "3", "--batch-size", "4",
+                       "--out", str(out)]) == 0
+    assert train.main(["--out", str(out), "--resume", "--steps", "5", "--keep-checkpoints", "1"]) == 0
+    assert [p.name for p in list_checkpoints(out)] == ["ckpt_0000005.pt"]
+    assert log_steps(out) == [1, 2, 3, 4, 5]
+    assert load_checkpoint(out / "ckpt_0000005.pt")["meta"]["data"] == small_npz
+
+
+def test_train_cifar10_with_ablations_and_sample(tmp_path, cifar_npz, capsys):
+    out = tmp_path / "run"
+    assert train.main(["--preset", "tiny", "--data", str(cifar_npz), "--steps", "2", "--batch-size", "4",
+                       "--out", str(out), "--no-bcr", "--no-augment", "--attention", "dot",
+                       "--spectral-norm", "sn", "--no-overlap", "--r1-gamma", "0.5"]) == 0
+    configs = load_checkpoint(out / "ckpt_0000002.pt")["configs"]
+    assert (configs["train"]["bcr"], configs["train"]["augment"], configs["train"]["r1_gamma"]) == (False, "", 0.5)
+    assert {k: configs["discriminator"][k] for k in ("attention", "spectral_norm", "overlapping_patches")} \
+        == {"attention": "dot", "spectral_norm": "sn", "overlapping_patches": False}
+    assert log_steps(out) == [1, 2] and (out / "samples" / "step_0000002.png").is_file()
+
+    grid, images = tmp_path / "grid.png", tmp_path / "images"
+    assert sample.main(["--checkpoint", str(out), "--out", str(grid), "--n", "6", "--nrow", "3",
+                        "--truncation", "0.7", "--images-dir", str(images)]) == 0
+    with Image.open(grid) as im:
+        assert im.size == (2 + 3 * 34, 2 + 2 * 34)
+    assert sorted(p.name for p in images.iterdir()) == [f"{i:05d}.png" for i in range(6)]
+    assert "step 2, truncation 0.7" in capsys.readouterr().out
+
+
+def test_truncation_moves_samples_towards_the_mean_style(tmp_path, small_npz):
+    assert train.main(["--preset", "tiny", "--data", small_npz, "--steps", "1", "--batch-size", "4",
+                       "--out", str(tmp_path)]) == 0
+    G, _ = ema_generator_from_checkpoint(tmp_path)
+    z, w_avg = torch.randn(3, G.cfg.latent_dim), G.mean_style()
+    collapsed = generate(G, z, truncation_psi=0.0, w_avg=w_avg)         # psi = 0: every image is G(w_avg)
+    torch.testing.assert_close(collapsed, G.synthesize(w_avg.expand(3, -1)))
+    assert not torch.allclose(generate(G, z)[0], generate(G, z)[1])
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--preset", "tiny", "--data", "synthetic", "--steps", "0"], "--steps must be positive"),
+    (["--preset", "tiny"], "--data is required"),
+    (["--preset", "tiny", "--data", "missing.npz"], "no such .npz file"),
+    (["--preset", "tiny", "--data", "no/such/folder"], "not found"),
+    (["--preset", "tiny", "--data", "synthetic", "--augment", "blur"], "unknown DiffAugment policy"),
+    (["--preset", "tiny", "--data", "synthetic", "--augment-p", "2"], r"augment_p must be in \[0, 1\]"),
+    (["--preset", "tiny", "--data", "synthetic", "--batch-size", "-1"], "batch_size must be a positive"),
+    (["--preset", "tiny", "--data", "synthetic", "--batch-size", "64", "--threads", "0"], "--threads must be"),
+    (["--resume"], "no checkpoint"),
+])
+def test_bad_arguments_are_usage_errors(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(argv + ["--out", str(tmp_path / "run")])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "usage: vitgan-train" in err and len(re.findall(message, err)) == 1
+
+
+def test_existing_run_needs_resume_and_resume_keeps_configs(tmp_path, capsys, small_npz):
+    base = ["--preset", "tiny", "--data", small_npz, "--batch-size", "4", "--out", str(tmp_path)]
+    assert train.main(base + ["--steps", "1"]) == 0
+    for argv, message in [(base + ["--steps", "2"], "already holds checkpoints"),
+                          (["--out", str(tmp_path), "--resume", "--lr", "0.1"], "would change them: --lr"),
+                          (["--out", str(tmp_path), "--resume", "--no-overlap"], "--overlapping-patches")]:
+        with pytest.raises(SystemExit):
+            train.main(argv)
+        assert message in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        sample.main(["--checkpoint", str(tmp_path / "nothing.pt")])
+    assert "no checkpoint file" in capsys.readouterr().err
+
+
+def test_module_entry_point_saves_on_ctrl_c(tmp_path, small_npz):
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "vitgan_lite.train", "--preset", "tiny", "--data", small_npz,
+           "--steps", "100000", "--batch-size", "4", "--out", str(out), "--threads", "1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, "TQDM_DISABLE": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not ((out / "log.jsonl").is_file() and (out / "log.jsonl").read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    last = log_steps(out)[-1]
+    assert "[interrupted]" in stdout and f"step={last}" in stdout
+    assert [p.name for p in list_checkpoints(out)] == [f"ckpt_{last:07d}.pt"]
+    assert (out / "samples" / f"step_{last:07d}.png").is_file()
