@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal
 from pathlib import Path
 
@@ -112,7 +113,9 @@ def run_training(trainer, steps: int, out_dir: str | Path | None = None) -> list
     """Train until trainer.step == steps (the run's total); return the logs of the steps run here."""
     output = RunOutput(trainer, out_dir) if out_dir is not None else None
     history: list[dict] = []
-    with stop_on_interrupt() as flag, tqdm(total=steps, initial=trainer.step, desc="train") as bar:
+    # tqdm.notebook ignores TQDM_DISABLE unless `disable` is passed: pass it (CI, nbval, logs)
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    with stop_on_interrupt() as flag, tqdm(total=steps, initial=trainer.step, desc="train", disable=quiet) as bar:
         while trainer.step < steps and not flag["stop"]:
             logs = trainer.train_step()
             history.append(logs)
