@@ -135,3 +135,13 @@ def test_module_entry_point_saves_on_ctrl_c(tmp_path, small_npz):
     assert "[interrupted]" in stdout and f"step={last}" in stdout
     assert [p.name for p in list_checkpoints(out)] == [f"ckpt_{last:07d}.pt"]
     assert (out / "samples" / f"step_{last:07d}.png").is_file()
+
+
+def test_train_on_an_image_folder(tmp_path):
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for i, image in enumerate(synthetic_images(6, image_size=48)):      # resized and cropped to 32x32
+        Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
+    assert train.main(["--preset", "tiny", "--data", str(folder), "--steps", "2", "--batch-size", "3",
+                       "--out", str(tmp_path / "run")]) == 0
+    assert log_steps(tmp_path / "run") == [1, 2]

@@ -64,7 +64,9 @@ class Trainer:
                              f"but the discriminator expects {dcfg.channels}x{dcfg.image_size}x{dcfg.image_size}")
         self.gcfg, self.dcfg, self.tcfg, self.dataset = gcfg, dcfg, tcfg, dataset
         self.device = resolve_device(device)
-        torch.manual_seed(tcfg.seed), np.random.seed(tcfg.seed), random.seed(tcfg.seed)
+        torch.manual_seed(tcfg.seed)          # model init and every later draw (z, DiffAugment)
+        np.random.seed(tcfg.seed)
+        random.seed(tcfg.seed)
         self.G = Generator(gcfg).to(self.device)
         self.D = Discriminator(dcfg).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
