@@ -5,8 +5,9 @@ One `train_step`:
           L_D = softplus(D(A(G(z)))) + softplus(-D(A(x)))
               + bCR: lambda_real (D(A(x)) - D(T(x)))^2 + lambda_fake (D(A(G(z))) - D(T(G(z))))^2
               + optional R1 on the real images.
-          D(x) of the bCR formula is the logit the adversarial loss already computed (as in the
-          official code's bCR), T an independent transform of the clean images (`bcr_policy`).
+          D(x) of the bCR formula is the logit the adversarial loss already computed (our
+          reading; it saves two D passes, and is exact when DiffAugment is off), T an independent
+          transform of the clean images (`bcr_policy`).
   G step  L_G = softplus(-D(A(G(z)))) with fresh z, gradients through the augmented D.
   EMA     shadow weights of G (torch-ema), decay from a half-life in images.
 
