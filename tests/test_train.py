@@ -105,7 +105,8 @@ def test_resume_is_exact(data, tmp_path):
     resumed = Trainer.from_state(state, data, "cpu")
     assert resumed.step == 3
     resumed.run(6, tmp_path)
-    for a, b in [(straight.G, resumed.G), (straight.D, resumed.D), (straight.ema_generator(), resumed.ema_generator())]:
+    pairs = [(straight.G, resumed.G), (straight.D, resumed.D), (straight.ema_generator(), resumed.ema_generator())]
+    for a, b in pairs:
         for (name, x), y in zip(a.state_dict().items(), b.state_dict().values()):
             assert torch.equal(x, y), name                     # bit-identical on CPU
     adam_a, adam_b = straight.opt_D.state_dict()["state"], resumed.opt_D.state_dict()["state"]

@@ -73,10 +73,12 @@ class InceptionFeatures:
 
     def __call__(self, images_uint8: torch.Tensor) -> np.ndarray:
         if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4 or images_uint8.shape[1] != 3:
-            raise ValueError(f"expected uint8 images (N, 3, H, W), got {images_uint8.dtype} {tuple(images_uint8.shape)}")
-        h = self.helper
+            raise ValueError(f"expected uint8 images (N, 3, H, W), got {images_uint8.dtype} "
+                             f"{tuple(images_uint8.shape)}")
+        h = self.helper  # its own protocol: resize to 299x299 the NVIDIA way, then the TF input range
         return np.concatenate([
-            h.extract_feats(part, data_range=(0, 255), resize_hw=h.resize_hw, resample_mode=h.resample_mode, quant=True)
+            h.extract_feats(part, data_range=(0, 255), resize_hw=h.resize_hw, resample_mode=h.resample_mode,
+                            quant=True)
             for part in images_uint8.split(self.batch_size)])        # (N, 2048)
 
 
