@@ -1,0 +1,109 @@
+"""Pretrained generators: a slim file with only what sampling needs.
+
+    python -m vitgan_lite.pretrained CHECKPOINT OUT [--dataset NAME]
+
+A training checkpoint (`checkpoint.py`) carries G, D, the EMA shadow weights, both Adam states and
+every RNG state -- about 7x the size of the generator alone for the tiny preset. Sampling needs only
+the EMA generator. `export_generator` writes that, plus its `GeneratorConfig` and where it came from
+(step, dataset, training recipe), as tensors and plain values: `torch.load(..., weights_only=True)`
+reads it without running pickled code. `load_generator` reads either kind of file.
+
+Slim file layout:
+    {"format": FORMAT, "config": GeneratorConfig fields, "state_dict": the EMA generator's weights,
+     "meta": {"step", "dataset", "train": TrainConfig fields, "source": checkpoint file name, "weights": "EMA"}}
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from .checkpoint import CheckpointError, save_checkpoint
+from .config import GeneratorConfig
+from .generator import Generator
+from .sample import ema_generator_from_checkpoint
+
+FORMAT = "vitgan_lite.generator/1"      # bump if the layout of the slim file changes
+HOW_TO_FIX = ("pass a file written by `python -m vitgan_lite.pretrained CHECKPOINT OUT` "
+              "or a training checkpoint ckpt_*.pt (re-export or re-download it if it is damaged)")
+
+
+def provenance(state: dict, source: str | Path, dataset: str | None = None) -> dict:
+    """Where a generator comes from: step, dataset, training recipe, source file name (no folders)."""
+    if dataset is None:                     # what the run recorded (a spec or a path: keep the file name)
+        dataset = Path(str(state.get("meta", {}).get("data", "unknown"))).name
+    return {"step": int(state["step"]), "dataset": dataset, "train": dict(state["configs"]["train"]),
+            "source": Path(source).name, "weights": "EMA"}
+
+
+def export_generator(checkpoint: str | Path, out_path: str | Path, dataset: str | None = None) -> Path:
+    """Write the EMA generator of `checkpoint` (file or run folder) to `out_path`, atomically.
+
+    `dataset` names the training data in the metadata (default: what the run recorded, else 'unknown').
+    """
+    G, state = ema_generator_from_checkpoint(checkpoint)
+    slim = {"format": FORMAT, "config": dataclasses.asdict(G.cfg), "state_dict": G.state_dict(),
+            "meta": provenance(state, checkpoint, dataset)}
+    return save_checkpoint(slim, out_path)   # temp file + fsync + os.replace
+
+
+def _read(path: Path) -> object:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, not a torch file, disallowed pickle: all unusable
+        raise ValueError(f"{path} is corrupt or not a torch file ({type(exc).__name__}); {HOW_TO_FIX}") from exc
+
+
+def _from_slim(path: Path, slim: dict, device) -> tuple[Generator, dict]:
+    if slim.get("format") != FORMAT or not {"config", "state_dict", "meta"} <= slim.keys():
+        raise ValueError(f"{path} is not a {FORMAT!r} generator file (format {slim.get('format')!r}, keys "
+                         f"{sorted(map(str, slim))}): upgrade vitgan_lite or re-export the generator")
+    try:
+        G = Generator(GeneratorConfig(**slim["config"]))
+        G.load_state_dict(slim["state_dict"])
+    except (TypeError, ValueError, RuntimeError) as exc:  # config or weights do not fit
+        raise ValueError(f"{path} holds a generator this vitgan_lite cannot build ({exc}); {HOW_TO_FIX}") from exc
+    return G.to(device).eval().requires_grad_(False), dict(slim["meta"])
+
+
+def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
+    """A slim generator file, a training checkpoint or a run folder -> (EMA Generator in eval mode, metadata)."""
+    path = Path(path)
+    if path.is_dir():
+        G, state = ema_generator_from_checkpoint(path, device)     # newest readable checkpoint
+        return G, provenance(state, path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no generator file {path}; {HOW_TO_FIX}")
+    content = _read(path)
+    if isinstance(content, dict) and "format" in content:
+        return _from_slim(path, content, device)
+    if isinstance(content, dict) and "G_ema" in content:       # a training checkpoint: the usual loader
+        try:
+            G, state = ema_generator_from_checkpoint(path, device)
+        except CheckpointError as exc:
+            raise ValueError(f"{exc}; {HOW_TO_FIX}") from exc
+        return G, provenance(state, path)
+    raise ValueError(f"{path} is neither a vitgan_lite generator file nor a training checkpoint; {HOW_TO_FIX}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vitgan_lite.pretrained",
+                                     description="Export the EMA generator of a training checkpoint to a slim file.")
+    parser.add_argument("checkpoint", help="training checkpoint ckpt_*.pt or a run folder (its newest checkpoint)")
+    parser.add_argument("out", help="file to write, e.g. vitgan_tiny_cifar10.pt")
+    parser.add_argument("--dataset", default=None, help="name of the training data for the metadata")
+    args = parser.parse_args(argv)
+    try:
+        out = export_generator(args.checkpoint, args.out, args.dataset)
+    except (FileNotFoundError, CheckpointError) as exc:
+        parser.error(str(exc))
+    _, meta = load_generator(out)                     # the file must load back
+    print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; EMA generator of step {meta['step']}, "
+          f"data {meta['dataset']})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
