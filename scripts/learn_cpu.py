@@ -1,10 +1,10 @@
 """Learning evidence on a CPU: train the tiny preset on CIFAR-10 and record FID along the way.
 
-    /work/venv/bin/python scripts/learn_cpu.py --out /work/runs/learn_cpu            # ~30-45 min, 2 cores
+    /work/venv/bin/python scripts/learn_cpu.py --out /work/runs/learn_cpu     # ~1 h on a shared 2-core CPU
 
 Writes into --out: the usual run files (checkpoints, log.jsonl, samples/) and fid_curve.csv
-(step, FID, seconds of training so far). FID protocol: --n-gen EMA-generator images vs the first
---n-ref images of --ref (default: the 1k CIFAR-10 test images); small n biases FID upward, so the
+(step, FID, seconds of training so far, FID time excluded). FID protocol: --n-gen EMA-generator
+images vs the first --n-ref images of --ref (default: the 1k CIFAR-10 test images); small n biases FID upward, so the
 numbers only compare with each other. Not a test: it takes tens of minutes. Re-running with the
 same --out resumes where it stopped.
 """
@@ -33,8 +33,9 @@ def parse_args():
     p.add_argument("--data", default=str(DATA / "train_10k.npz"))
     p.add_argument("--ref", default=str(DATA / "test_1k.npz"))
     p.add_argument("--out", default="/work/runs/learn_cpu")
-    p.add_argument("--steps", type=int, default=3000)
-    p.add_argument("--eval-at", default="0,500,1000,1500,2000,3000", help="steps at which to measure FID")
+    p.add_argument("--steps", type=int, default=6000)
+    p.add_argument("--eval-at", default="0,500,1000,1500,2000,3000,4000,5000,6000",
+                   help="steps at which to measure FID")
     p.add_argument("--n-gen", type=int, default=500)
     p.add_argument("--n-ref", type=int, default=1000)
     p.add_argument("--batch-size", type=int, default=None)
@@ -62,12 +63,11 @@ def main() -> None:
     trainer = make_trainer(args, load_dataset(args.data))
     features = InceptionFeatures()
     curve_path = out / "fid_curve.csv"
-    done = set()
-    if curve_path.is_file():
-        done = {int(row["step"]) for row in csv.DictReader(curve_path.open())}
-    else:
+    rows = list(csv.DictReader(curve_path.open())) if curve_path.is_file() else []
+    if not rows:
         curve_path.write_text("step,fid,train_seconds\n")
-    train_seconds = 0.0
+    done = {int(row["step"]) for row in rows}
+    train_seconds = float(rows[-1]["train_seconds"]) if rows else 0.0   # cumulative over resumed runs
     for target in sorted(int(s) for s in args.eval_at.split(",")):
         if target > args.steps or target in done or target < trainer.step:
             continue
