@@ -46,7 +46,7 @@ def _check_patches(cfg):
 
 @dataclass(frozen=True)
 class GeneratorConfig:
-    """Settings of the ViTGAN generator (paper Sec. 3.2, Fig. 2 left)."""
+    """Settings of the ViTGAN generator."""
 
     image_size: int = 32           # paper: CIFAR-10 32x32
     channels: int = 3              # RGB
@@ -96,7 +96,7 @@ class GeneratorConfig:
 
 @dataclass(frozen=True)
 class DiscriminatorConfig:
-    """Settings of the ViTGAN discriminator (paper Sec. 3.1, Fig. 2 right)."""
+    """Settings of the ViTGAN discriminator."""
 
     image_size: int = 32           # paper: CIFAR-10 32x32
     channels: int = 3              # RGB
@@ -156,7 +156,7 @@ def _check_non_negative(cfg, names):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Settings of the training recipe (paper Sec. 4.1 and Appendix; see ../shared/SPEC.md).
+    """Settings of the training recipe (the paper's experiment setup and the official code).
 
     The architecture ablations (attention, spectral norm, overlapping patches) live in
     `DiscriminatorConfig`; the recipe ablations (bCR, DiffAugment) live here.

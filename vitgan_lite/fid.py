@@ -1,7 +1,7 @@
 """`vitgan-fid`: the FID of a checkpoint's EMA generator, printed with its protocol.
 
     vitgan-fid --checkpoint runs/c10 --ref cifar10-test --n-gen 10000 --n-ref 10000  # official protocol
-    vitgan-fid --checkpoint runs/tiny --ref ../shared/data/cifar10/test_1k.npz --n-gen 500 --n-ref 1000
+    vitgan-fid --checkpoint runs/tiny --ref cifar10-test --n-gen 500 --n-ref 1000
 
 `--ref` is any dataset spec of `data.load_dataset` (the first n-ref images are used) or
 `cifar10-test`, torchvision's CIFAR-10 test split. Reference statistics are cached (--cache-dir,
@@ -25,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truncation", type=float, default=1.0, help="truncation psi (default: 1 = off)")
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default: 0)")
     p.add_argument("--cache-dir", default=None, help="where reference statistics are cached")
+    p.add_argument("--data-root", default="data", help="where cifar10 / cifar10-test are downloaded (default: data)")
     p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
     return p
 
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         G, state = ema_generator_from_checkpoint(args.checkpoint, args.device)
         features = InceptionFeatures(args.device)
         value, protocol = fid(G, args.ref, args.n_gen, args.n_ref, features, args.cache_dir, args.seed,
-                              args.truncation)
+                              args.truncation, args.data_root)
     except (FileNotFoundError, CheckpointError, ValueError) as exc:
         parser.error(str(exc))
     print(f"FID {value:.2f} at step {state['step']}: {protocol}")

@@ -1,4 +1,4 @@
-"""The losses of ViTGAN's training recipe (paper Sec. 4.1; see ../shared/SPEC.md).
+"""The losses of ViTGAN's training recipe.
 
 Non-saturating logistic GAN loss (Goodfellow et al. 2014), written with softplus for stability:
     L_D = softplus(D(G(z))) + softplus(-D(x))        (= -log(1 - sigmoid(D(G(z)))) - log sigmoid(D(x)))

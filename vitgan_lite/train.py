@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="vitgan-train", description=__doc__.split("\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", help="cifar10 | synthetic | file.npz | image folder (default on --resume: the run's)")
+    p.add_argument("--data-root", default="data", help="where --data cifar10 is downloaded (default: data)")
     p.add_argument("--preset", choices=PRESETS, default="cifar10", help="model and recipe size")
     p.add_argument("--out", default="runs/vitgan", help="run folder: checkpoints, log.jsonl, samples/")
     p.add_argument("--resume", action="store_true", help="continue the newest checkpoint in --out")
@@ -82,7 +83,7 @@ def new_trainer(args, parser) -> Trainer:
     gcfg = getattr(GeneratorConfig, preset)()
     dcfg = getattr(DiscriminatorConfig, preset)().replace(**given(args, DISC_FIELDS))
     tcfg = getattr(TrainConfig, preset)().replace(**given(args, TRAIN_FIELDS))
-    trainer = Trainer(gcfg, dcfg, tcfg, load_dataset(args.data, gcfg.image_size), args.device)
+    trainer = Trainer(gcfg, dcfg, tcfg, load_dataset(args.data, gcfg.image_size, args.data_root), args.device)
     trainer.meta["data"] = args.data
     return trainer
 
@@ -100,7 +101,7 @@ def resume_trainer(args, parser) -> Trainer:
     if data is None:
         parser.error("the checkpoint does not record its data; pass --data")
     image_size = state["configs"]["generator"]["image_size"]
-    trainer = Trainer.from_state(state, load_dataset(data, image_size), args.device,
+    trainer = Trainer.from_state(state, load_dataset(data, image_size, args.data_root), args.device,
                                  **given(args, TRAIN_FIELDS))
     trainer.meta["data"] = data
     print(f"resuming from {path} at step {trainer.step}")

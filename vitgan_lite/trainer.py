@@ -1,4 +1,4 @@
-"""ViTGAN's training step (paper Sec. 4.1) and the `Trainer` that holds everything a run needs.
+"""ViTGAN's training step and the `Trainer` that holds everything a run needs.
 
 One `train_step`:
   D step  real x and fake G(z) both through DiffAugment A, one D pass on the concatenation;
