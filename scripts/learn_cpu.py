@@ -21,18 +21,18 @@ import torch  # noqa: E402
 
 from vitgan_lite.checkpoint import list_checkpoints, load_latest  # noqa: E402
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig  # noqa: E402
-from vitgan_lite.data import load_dataset  # noqa: E402
+from vitgan_lite.data import load_dataset, offline_cifar10_dir  # noqa: E402
 from vitgan_lite.metrics import InceptionFeatures, fid  # noqa: E402
 from vitgan_lite.trainer import Trainer  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "cifar10"
+DATA = offline_cifar10_dir() or Path("../shared/data/cifar10")  # $VITGAN_CIFAR10_DIR or beside the project
 
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(DATA / "train_10k.npz"))
     p.add_argument("--ref", default=str(DATA / "test_1k.npz"))
-    p.add_argument("--out", default="/work/runs/learn_cpu")
+    p.add_argument("--out", default="runs/learn_cpu")
     p.add_argument("--steps", type=int, default=6000)
     p.add_argument("--eval-at", default="0,500,1000,1500,2000,3000,4000,5000,6000",
                    help="steps at which to measure FID")

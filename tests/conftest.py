@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-CIFAR_DIR = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "cifar10"
+from vitgan_lite.data import offline_cifar10_dir
 
 
 @pytest.fixture(autouse=True)
@@ -14,11 +14,12 @@ def _seed():
 
 @pytest.fixture
 def cifar_npz() -> Path:
-    """The offline CIFAR-10 copy beside the project (../shared/data/cifar10/train_10k.npz)."""
-    path = CIFAR_DIR / "train_10k.npz"
-    if not path.is_file():
-        pytest.skip(f"offline CIFAR-10 not found at ../shared/data/cifar10 (needs {path.name})")
-    return path
+    """The offline CIFAR-10 copy: $VITGAN_CIFAR10_DIR or ../shared/data/cifar10 beside the project."""
+    folder = offline_cifar10_dir()
+    if folder is None:
+        pytest.skip("offline CIFAR-10 (train_10k.npz) not found: set VITGAN_CIFAR10_DIR or put it in "
+                    "../shared/data/cifar10")
+    return folder / "train_10k.npz"
 
 
 @pytest.fixture

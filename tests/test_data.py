@@ -3,7 +3,8 @@ import pytest
 import torch
 from PIL import Image
 
-from vitgan_lite.data import FolderImages, NpzImages, SyntheticImages, cifar10, load_dataset, to_uint8
+from vitgan_lite.data import (FolderImages, NpzImages, SyntheticImages, cifar10, cifar10_subset, load_dataset,
+                              subset_indices, to_uint8)
 
 
 def test_npz_images_are_signed_chw_and_lossless(cifar_npz):
@@ -60,3 +61,24 @@ def test_missing_data_says_where_to_put_it(tmp_path):
 def test_wrong_image_size_is_reported(cifar_npz):
     with pytest.raises(ValueError, match="32x32 images but the model expects 64x64"):
         load_dataset(str(cifar_npz), image_size=64)
+
+
+def test_course_subsets_select_the_first_1000_per_class_in_order():
+    labels = np.repeat(np.arange(10), 1500)[np.random.default_rng(0).permutation(15000)]
+    idx = subset_indices(labels, "train_10k")
+    assert len(idx) == 10_000 and np.all(np.diff(idx) > 0)
+    for c in range(10):
+        assert np.array_equal(idx[labels[idx] == c], np.flatnonzero(labels == c)[:1000])
+    assert np.array_equal(subset_indices(labels, "test_1k"), np.arange(1000))
+    with pytest.raises(ValueError, match="unknown CIFAR-10 subset"):
+        cifar10_subset("train_5k")
+
+
+def test_offline_subset_matches_its_description(cifar_npz, monkeypatch):
+    monkeypatch.setenv("VITGAN_CIFAR10_DIR", str(cifar_npz.parent))
+    archive = np.load(cifar_npz)
+    assert np.all(np.diff(archive["index"]) > 0)                       # original order
+    assert np.array_equal(np.bincount(archive["y"]), np.full(10, 1000))  # 1,000 per class
+    ds = cifar10_subset("train_10k")
+    assert torch.equal(ds.images, torch.from_numpy(archive["x"]).permute(0, 3, 1, 2))
+    assert len(cifar10_subset("test_1k")) == 1000

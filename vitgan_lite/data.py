@@ -8,10 +8,16 @@
   needs no download, and has structure a GAN can learn in minutes on a CPU.
 
 `load_dataset(spec)` picks one from a string: "cifar10", "synthetic", a path to a .npz, or a folder.
+
+`cifar10_subset` gives the course's two fixed subsets of real CIFAR-10 (the same images whether
+they come from the offline copy that tests and CI use or from a fresh download), so notebook
+outputs are reproducible everywhere.
 """
 from __future__ import annotations
 
 from pathlib import Path
+
+import os
 
 import numpy as np
 import torch
@@ -108,12 +114,11 @@ class SyntheticImages(TensorImages):
         super().__init__(synthetic_images(n, image_size, seed))
 
 
-def cifar10(root: str | Path = "data", train: bool = True, download: bool = True) -> TensorImages:
-    """CIFAR-10 (50k train / 10k test) via torchvision, stored under `root`."""
+def _torchvision_cifar10(root: str | Path, train: bool, download: bool):
     from torchvision.datasets import CIFAR10
 
     try:
-        ds = CIFAR10(str(root), train=train, download=download)
+        return CIFAR10(str(root), train=train, download=download)
     except (RuntimeError, OSError) as exc:  # no network, or no files with download=False
         raise FileNotFoundError(
             f"CIFAR-10 is not in {Path(root).resolve()} and could not be downloaded ({exc}). "
@@ -121,7 +126,48 @@ def cifar10(root: str | Path = "data", train: bool = True, download: bool = True
             f"https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz), or use an .npz file "
             f"with 'x': uint8 (N, 32, 32, 3)."
         ) from exc
-    return TensorImages(torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous())
+
+
+def _images(ds) -> torch.Tensor:
+    return torch.from_numpy(ds.data).permute(0, 3, 1, 2).contiguous()   # (N, 3, 32, 32) uint8
+
+
+def cifar10(root: str | Path = "data", train: bool = True, download: bool = True) -> TensorImages:
+    """CIFAR-10 (50k train / 10k test) via torchvision, stored under `root`."""
+    return TensorImages(_images(_torchvision_cifar10(root, train, download)))
+
+
+CIFAR10_SUBSETS = {"train_10k": "the first 1,000 training images of each class, in the original order",
+                   "test_1k": "the first 1,000 test images"}
+
+
+def offline_cifar10_dir() -> Path | None:
+    """The folder of the offline subsets: $VITGAN_CIFAR10_DIR, else ../shared/data/cifar10 beside the
+    project checkout (where this project's tests and CI find it); None if neither exists."""
+    candidates = [os.environ.get("VITGAN_CIFAR10_DIR"),
+                  Path(__file__).resolve().parents[2] / "shared" / "data" / "cifar10"]
+    return next((Path(c) for c in candidates if c and (Path(c) / "train_10k.npz").is_file()), None)
+
+
+def subset_indices(labels: np.ndarray, name: str) -> np.ndarray:
+    """Positions in the full split that make up a course subset (see CIFAR10_SUBSETS), ascending."""
+    if name == "test_1k":
+        return np.arange(1000)
+    if name == "train_10k":
+        return np.sort(np.concatenate([np.flatnonzero(labels == c)[:1000] for c in range(10)]))
+    raise ValueError(f"unknown CIFAR-10 subset {name!r}; known: {sorted(CIFAR10_SUBSETS)}")
+
+
+def cifar10_subset(name: str = "train_10k", root: str | Path = "data") -> TensorImages:
+    """A fixed subset of CIFAR-10: the offline .npz if found (`offline_cifar10_dir`), otherwise
+    torchvision's download into `root`, from which the same images are selected."""
+    if name not in CIFAR10_SUBSETS:
+        raise ValueError(f"unknown CIFAR-10 subset {name!r}; known: {sorted(CIFAR10_SUBSETS)}")
+    folder = offline_cifar10_dir()
+    if folder is not None and (folder / f"{name}.npz").is_file():
+        return NpzImages(folder / f"{name}.npz")
+    ds = _torchvision_cifar10(root, train=(name == "train_10k"), download=True)
+    return TensorImages(_images(ds)[torch.from_numpy(subset_indices(np.asarray(ds.targets), name))])
 
 
 def load_dataset(spec: str, image_size: int = 32, root: str | Path = "data") -> Dataset:
