@@ -1,4 +1,5 @@
 """Checkpoint files: safe loading, atomic writes, corrupt-file fallback, pruning, RNG round trip."""
+import os
 import random
 
 import numpy as np
@@ -88,3 +89,12 @@ def test_prune_keeps_the_newest(tmp_path):
         save_checkpoint(fake_state(step), checkpoint_path(tmp_path, step))
     prune_checkpoints(tmp_path, keep=2)
     assert list_checkpoints(tmp_path) == [checkpoint_path(tmp_path, 20), checkpoint_path(tmp_path, 15)]
+
+
+def test_checkpoint_files_get_the_usual_file_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        path = ckpt.save_checkpoint({"x": torch.zeros(1)}, tmp_path / "ckpt_0000001.pt")
+    finally:
+        os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o644
