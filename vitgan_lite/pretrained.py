@@ -23,7 +23,7 @@ import torch
 from .checkpoint import CheckpointError, save_checkpoint
 from .config import GeneratorConfig
 from .generator import Generator
-from .sample import ema_generator_from_checkpoint
+from .sample import ema_generator_from_checkpoint, ema_generator_from_state
 
 FORMAT = "vitgan_lite.generator/1"      # bump if the layout of the slim file changes
 HOW_TO_FIX = ("pass a file written by `python -m vitgan_lite.pretrained CHECKPOINT OUT` "
@@ -60,12 +60,19 @@ def _from_slim(path: Path, slim: dict, device) -> tuple[Generator, dict]:
     if slim.get("format") != FORMAT or not {"config", "state_dict", "meta"} <= slim.keys():
         raise ValueError(f"{path} is not a {FORMAT!r} generator file (format {slim.get('format')!r}, keys "
                          f"{sorted(map(str, slim))}): upgrade vitgan_lite or re-export the generator")
-    try:
+    def build():
         G = Generator(GeneratorConfig(**slim["config"]))
         G.load_state_dict(slim["state_dict"])
-    except (TypeError, ValueError, RuntimeError) as exc:  # config or weights do not fit
+        return G.to(device).eval().requires_grad_(False)
+    return _built(path, build), dict(slim["meta"])
+
+
+def _built(path: Path, build):
+    """build() -> Generator; a config or weights that do not fit become a ValueError naming the file."""
+    try:
+        return build()
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ValueError(f"{path} holds a generator this vitgan_lite cannot build ({exc}); {HOW_TO_FIX}") from exc
-    return G.to(device).eval().requires_grad_(False), dict(slim["meta"])
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
@@ -79,12 +86,8 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
     content = _read(path)
     if isinstance(content, dict) and "format" in content:
         return _from_slim(path, content, device)
-    if isinstance(content, dict) and "G_ema" in content:       # a training checkpoint: the usual loader
-        try:
-            G, state = ema_generator_from_checkpoint(path, device)
-        except CheckpointError as exc:
-            raise ValueError(f"{exc}; {HOW_TO_FIX}") from exc
-        return G, provenance(state, path)
+    if isinstance(content, dict) and {"G_ema", "configs", "step"} <= content.keys():  # a training checkpoint
+        return _built(path, lambda: ema_generator_from_state(content, device)), provenance(content, path)
     raise ValueError(f"{path} is neither a vitgan_lite generator file nor a training checkpoint; {HOW_TO_FIX}")
 
 

@@ -46,9 +46,14 @@ def ema_generator_from_checkpoint(source: str | Path, device: str | torch.device
     """The EMA generator of a checkpoint file or of the newest checkpoint in a run folder."""
     source = Path(source)
     _, state = load_latest(source) if source.is_dir() else (source, load_checkpoint(source))
+    return ema_generator_from_state(state, device), state
+
+
+def ema_generator_from_state(state: dict, device: str | torch.device = "cpu") -> Generator:
+    """The EMA generator (eval mode, no gradients) of an already loaded training checkpoint."""
     G = Generator(GeneratorConfig(**state["configs"]["generator"]))
     G.load_state_dict(state["G_ema"])
-    return G.to(device).eval().requires_grad_(False), state
+    return G.to(device).eval().requires_grad_(False)
 
 
 def build_parser() -> argparse.ArgumentParser:
