@@ -1,5 +1,10 @@
-import torch
+import math
 
+import pytest
+import torch
+import torch.nn.functional as F
+
+from vitgan_lite.fourier import coordinate_grid
 from vitgan_lite.modulation import ImplicitPatchDecoder, ModulatedLinear
 
 
@@ -22,6 +27,18 @@ def _perturbed(layer):
     return layer
 
 
+def naive_decoder(dec, y, resolution, activation):
+    """The decoder's equations with per-sample weights, E_fou repeated for every patch, and act explicit."""
+    act = torch.sin if activation == "sine" else (lambda t: F.leaky_relu(t, 0.2) * math.sqrt(2))
+    style = y.reshape(-1, y.shape[-1])                                             # (B*N, dim)
+    e_fou = dec.fourier(coordinate_grid(resolution).to(y.dtype))                   # (r*r, dim)
+    h = e_fou.repeat(style.shape[0], 1, 1)                                         # (B*N, r*r, dim)
+    for layer in dec.hidden:
+        h = act(torch.einsum("bmi,boi->bmo", h, layer.per_sample_weight(style)) + layer.bias)
+    rgb = torch.einsum("bmi,boi->bmo", h, dec.to_rgb.per_sample_weight(style)) + dec.to_rgb.bias
+    return rgb.reshape(y.shape[0], y.shape[1], -1)                                 # (B, N, r*r*C)
+
+
 def test_modulated_linear_matches_per_sample_weights():
     for demodulate in (True, False):
         layer = _perturbed(ModulatedLinear(10, 7, style_dim=5, demodulate=demodulate))
@@ -30,6 +47,47 @@ def test_modulated_linear_matches_per_sample_weights():
         torch.testing.assert_close(layer(x, style), expected, atol=1e-5, rtol=1e-5)
         reference = torch.einsum("bni,boi->bno", x, layer.per_sample_weight(style)) + layer.bias
         torch.testing.assert_close(layer(x, style), reference, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("x_shape, out", [
+    ((6, 4, 5), 7),   # (B, N, in), out >= N: the input is modulated
+    ((6, 4, 5), 3),   # out < N: the per-sample weight is the smaller tensor
+    ((4, 5), 3),      # x shared by the batch, out < B: one GEMM against x_ni W_oi
+    ((4, 5), 7),      # x shared, out >= B: x broadcasts against the style
+])
+def test_every_grouping_of_the_modulated_matmul_is_x_times_per_sample_weight(x_shape, out):
+    layer = _perturbed(ModulatedLinear(5, out, style_dim=2, demodulate=False)).double()
+    x, style = torch.randn(x_shape, dtype=torch.float64), torch.randn(6, 2, dtype=torch.float64)
+    expected = torch.einsum("bni,boi->bno", x.expand(6, 4, 5), layer.per_sample_weight(style))
+    torch.testing.assert_close(layer.modulated_matmul(x, layer.affine(style)), expected)
+
+
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_factored_output_times_d_is_forward_of_the_scaled_input(demodulate):
+    layer = _perturbed(ModulatedLinear(10, 7, style_dim=5, demodulate=demodulate)).double()
+    x, style = torch.randn(3, 11, 10, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+    x_scale = torch.rand(3, 10, dtype=torch.float64) + 0.5
+    u, d = layer.factored(x, style, x_scale)
+    expected = layer(x * x_scale[:, None, :], style)
+    torch.testing.assert_close(u if d is None else u * d[:, None, :], expected)
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "sine"])
+@pytest.mark.parametrize("demodulate", [True, False])
+def test_decoder_equals_naive_per_sample_reference_forward_and_gradients(activation, demodulate):
+    torch.manual_seed(0)
+    dec = _perturbed(ImplicitPatchDecoder(8, 16, 2, patch_size=4, activation=activation, demodulate=demodulate))
+    dec = dec.double()
+    # 16 pixels, 20 patches: E_fou x W for layer 1, x * s for layer 2, per-sample RGB weight;
+    # 1 pixel, 3 patches: x * s everywhere (E_fou broadcast in layer 1)
+    for y_shape, resolution in [((2, 10, 8), 4), ((1, 3, 8), 1)]:
+        y = torch.randn(y_shape, dtype=torch.float64, requires_grad=True)
+        out, expected = dec(y, resolution), naive_decoder(dec, y, resolution, activation)
+        torch.testing.assert_close(out, expected)
+        wrt = [y, *dec.parameters()]
+        for g, g_expected in zip(torch.autograd.grad(out.pow(2).sum(), wrt),
+                                 torch.autograd.grad(expected.pow(2).sum(), wrt)):
+            torch.testing.assert_close(g, g_expected)
 
 
 def test_demodulated_rows_have_unit_norm():

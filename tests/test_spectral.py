@@ -1,7 +1,7 @@
 import torch
 import torch.nn as nn
 
-from vitgan_lite.spectral import apply_spectral_norm, improved_spectral_norm, spectral_norm
+from vitgan_lite.spectral import apply_spectral_norm, improved_spectral_norm, power_iteration_frozen, spectral_norm
 
 
 def sigma(w):
@@ -70,3 +70,28 @@ def test_apply_spectral_norm_wraps_every_linear():
     net = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Sequential(nn.Linear(4, 2)))
     apply_spectral_norm(net, "isn")
     assert all(hasattr(m, "parametrizations") for m in net.modules() if isinstance(m, nn.Linear))
+
+
+def test_power_iteration_frozen_keeps_u_and_gives_the_same_weight():
+    layer = improved_spectral_norm(nn.Linear(8, 8))
+    param = layer.parametrizations.weight[0]
+    u = param.u.clone()
+    with power_iteration_frozen(layer):
+        frozen_weight = layer.weight
+        assert torch.equal(param.u, u)                      # no refinement inside the block
+    layer.weight
+    assert not torch.equal(param.u, u)                      # refined again outside it
+    torch.testing.assert_close(frozen_weight, layer.parametrizations.weight.original * (
+        param.sigma_init / (u @ layer.parametrizations.weight.original @ nn.functional.normalize(
+            layer.parametrizations.weight.original.t() @ u, dim=0))))
+
+
+def test_sigma_is_float32_under_bf16_autocast():
+    layer = improved_spectral_norm(nn.Linear(16, 8)).eval()  # eval: no u refinement, same u twice
+    param = layer.parametrizations.weight[0]
+    raw = layer.parametrizations.weight.original
+    reference = param.sigma(raw)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under_autocast = param.sigma(raw)
+    assert under_autocast.dtype == torch.float32
+    assert torch.equal(under_autocast, reference)            # a bf16 matmul would differ by ~1e-3

@@ -7,22 +7,71 @@ discriminator's gradients bounded. (The paper prints d(q, k) without sign or squ
 form is the negative squared distance: the nearest key gets the most weight.)
 
 Both modules have a reference path (logits built explicitly; used when `return_attention=True`)
-and a fused path through `F.scaled_dot_product_attention`. For L2 the fused path uses
+and a fused path through `F.scaled_dot_product_attention` (SDPA). For L2 the fused path uses
     -||q - k||^2 = 2 q.k - ||q||^2 - ||k||^2,
 where ||q_i||^2 is constant along a softmax row and cancels; so q' = [q, 1], k' = [2k, -||k||^2]
 gives softmax(q'.k' / sqrt(d)) = softmax(-||q - k||^2 / sqrt(d)) exactly.
+q' and k' have d+1 columns and v has d, but SDPA's fused kernels (flash and memory-efficient on
+GPU, flash on CPU) need one head dim for q, k and v -- CUDA's flash a multiple of 8 -- and SDPA
+silently falls back to its plain math kernel otherwise. So q', k' and v are zero-padded to d+1
+rounded up to a multiple of 8: zero columns add nothing to q'.k', the zero columns of v give zero
+outputs, which are sliced off. The scale stays 1/sqrt(d) of the unpadded d, passed explicitly.
+`sdpa_kernel_name` tells which kernel SDPA really runs for given inputs.
 """
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Callable
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Linear = Callable[[int, int], nn.Module]
+
+_SDPA_ENABLED = {  # backend -> is it enabled right now (sdpa_kernel(...) switches them)
+    SDPBackend.FLASH_ATTENTION: torch.backends.cuda.flash_sdp_enabled,
+    SDPBackend.EFFICIENT_ATTENTION: torch.backends.cuda.mem_efficient_sdp_enabled,
+    SDPBackend.CUDNN_ATTENTION: torch.backends.cuda.cudnn_sdp_enabled,
+    SDPBackend.MATH: torch.backends.cuda.math_sdp_enabled,
+}
+
+
+def _enabled_sdpa_backends() -> list[SDPBackend]:
+    """The SDPA backends enabled now, in the order PyTorch's dispatcher tries them.
+
+    Only MATH inside `sdpa_kernel(SDPBackend.MATH)`. The order is FLASH, EFFICIENT, MATH, CUDNN unless
+    `sdpa_kernel(..., set_priority=True)` changed it; torch < 2.6 cannot report it (nor change it).
+    """
+    order = getattr(torch._C, "_get_sdp_priority_order", lambda: [1, 2, 0, 3])()
+    return [b for b in map(SDPBackend, order) if b in _SDPA_ENABLED and _SDPA_ENABLED[b]()]
+
+
+def sdpa_kernel_name(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float | None = None) -> str:
+    """Which backend `F.scaled_dot_product_attention(q, k, v, scale=scale)` runs under the current settings.
+
+    q, k (B, heads, N, d_qk), v (B, heads, N, d_v): pass them as the real call would (dtype, device,
+    requires_grad). Returns the `SDPBackend` name: "FLASH_ATTENTION", "EFFICIENT_ATTENTION",
+    "CUDNN_ATTENTION" or "MATH" (the unfused reference kernel). On CPU "FLASH_ATTENTION" is
+    `_scaled_dot_product_flash_attention_for_cpu` and the only alternative is "MATH".
+    PyTorch runs the first enabled backend, in its priority order, that accepts the inputs; this tries
+    each alone in that order and returns the first that runs. It runs the attention up to four
+    times: for benchmarks and tests, not for a training step. For the fused L2 path:
+        q, k, v = attn.qkv(x)
+        sdpa_kernel_name(*attn.l2_sdpa_inputs(q, k, v), scale=attn.scale)
+    """
+    for backend in _enabled_sdpa_backends():
+        try:
+            with sdpa_kernel(backend), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a backend that declines warns why
+                F.scaled_dot_product_attention(q, k, v, scale=scale)
+        except RuntimeError:  # "No available kernel": this backend declines these inputs
+            continue
+        return backend.name
+    raise RuntimeError("no enabled SDPA backend accepts these inputs")
 
 
 class _Attention(nn.Module):
@@ -83,7 +132,21 @@ class L2MultiHeadAttention(_Attention):
         sq_dist = q.pow(2).sum(-1, keepdim=True) + k.pow(2).sum(-1).unsqueeze(-2) - 2 * q @ k.transpose(-2, -1)
         return -sq_dist * self.scale                              # (B, heads, N, N)
 
+    @staticmethod
+    def l2_sdpa_inputs(q, k, v):
+        """The (q', k', v') that the fused path hands to SDPA, each (B, heads, N, d_pad).
+
+        q, k, v (B, heads, N, d) -> q' = [q, 1, 0...], k' = [2k, -||k||^2, 0...], v' = [v, 0...],
+        d_pad = d+1 rounded up to a multiple of 8, so SDPA's fused kernels accept them. Then
+        `F.scaled_dot_product_attention(q', k', v', scale=1/sqrt(d))[..., :d]` is the L2 attention.
+        """
+        d = q.shape[-1]
+        pad = 8 * math.ceil((d + 1) / 8) - d                             # columns appended, >= 1
+        zeros = q.new_zeros(()).expand(*q.shape[:-1], pad - 1)           # (B, h, N, pad-1), no copy
+        q_pad = torch.cat([q, torch.ones_like(q[..., :1]), zeros], dim=-1)           # (B, h, N, d_pad)
+        k_pad = torch.cat([2 * k, -k.pow(2).sum(-1, keepdim=True), zeros], dim=-1)  # (B, h, N, d_pad)
+        return q_pad, k_pad, F.pad(v, (0, pad))                                       # (B, h, N, d_pad)
+
     def fused_attention(self, q, k, v):
-        q_aug = torch.cat([q, torch.ones_like(q[..., :1])], dim=-1)            # (B, h, N, d+1)
-        k_aug = torch.cat([2 * k, -k.pow(2).sum(-1, keepdim=True)], dim=-1)   # (B, h, N, d+1)
-        return F.scaled_dot_product_attention(q_aug, k_aug, v, scale=self.scale)
+        out = F.scaled_dot_product_attention(*self.l2_sdpa_inputs(q, k, v), scale=self.scale)
+        return out[..., :v.shape[-1]]                                    # (B, h, N, d): padding dropped

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 ATTENTION_KINDS = ("l2", "dot")
 SPECTRAL_NORM_KINDS = ("isn", "sn", "none")
 DECODER_ACTIVATIONS = ("leaky_relu", "sine")
+PRECISIONS = ("fp32", "bf16", "fp16", "auto")
 
 
 def _check_positive(cfg, names):
@@ -175,8 +176,8 @@ class TrainConfig:
     lambda_fake: float = 10.0      # paper: lambda_fake = 10
     r1_gamma: float = 0.0          # paper: no R1 with the ViT discriminator; > 0 turns it on
     ema_half_life_images: int = 1_000_000  # official code (paper does not state the EMA decay)
-    bf16: bool = False             # ours: bfloat16 autocast (GPU speed-up; runs on CPU too)
-    compile: bool = False          # ours: torch.compile G and D (skipped on CPU)
+    precision: str = "auto"        # ours: fp32 | bf16 | fp16 | auto (bf16 or fp16 on a GPU, fp32 on CPU)
+    compile: bool = False          # ours: torch.compile G and D (GPU speed-up; works on CPU, slow to build)
     sample_every: int = 5000       # ours: steps between sample grids
     checkpoint_every: int = 5000   # ours: steps between checkpoints
     keep_checkpoints: int = 3      # ours: older checkpoints are deleted
@@ -196,6 +197,7 @@ class TrainConfig:
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         _check_fraction(self, "augment_p")
+        _check_choice(self, "precision", PRECISIONS)
         for name in ("augment", "bcr_policy"):
             try:
                 parse_policy(getattr(self, name))
@@ -230,3 +232,11 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "TrainConfig":
+        """A TrainConfig from a checkpoint's dict; older runs stored `bf16: bool` for `precision`."""
+        fields = dict(fields)
+        if "bf16" in fields:
+            fields["precision"] = "bf16" if fields.pop("bf16") else "fp32"
+        return cls(**fields)

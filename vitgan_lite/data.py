@@ -51,6 +51,12 @@ class TensorImages(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         return to_signed(self.images[i])
 
+    def to(self, device: str | torch.device) -> "TensorImages":
+        """The same images on `device` (a trainer keeps them on its GPU: no copy per batch)."""
+        moved = TensorImages.__new__(TensorImages)
+        moved.images = self.images.to(device)
+        return moved
+
 
 class NpzImages(TensorImages):
     """An .npz file with `x`: uint8 (N, H, W, 3) RGB."""

@@ -8,6 +8,13 @@ Files written into `out_dir` (all optional: without it the loop only trains):
 Every run ends with a checkpoint, a grid and a log line for its last step -- also after Ctrl-C:
 the first Ctrl-C lets the current step finish and then stops cleanly (a second one aborts at once).
 A NaN/inf loss raises `NonFiniteLossError` and writes nothing, so the last good checkpoint stays.
+The losses are read from the device (a sync) only at steps that log or write a file.
+
+Under torchrun (distributed.py) only process 0 writes files and prints; every process reads the
+losses at the same steps (averaged over the processes there), and all stop after the same step.
+
+`max_seconds` stops a run early, cleanly, after the step that exhausts the time budget (a notebook
+on a GPU trains "for two hours" instead of blocking for days); `--resume` continues it later.
 """
 from __future__ import annotations
 
@@ -15,10 +22,12 @@ import contextlib
 import json
 import os
 import signal
+import time
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from . import distributed
 from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
 from .sample import save_grid
 
@@ -91,6 +100,7 @@ class RunOutput:
         return path
 
     def periodic(self, logs: dict) -> None:
+        """Write what is due at this step; `logs` were read (and checked finite) by the loop."""
         cfg, step = self.trainer.tcfg, logs["step"]
         if step % cfg.log_every == 0:
             self.log(logs)
@@ -109,21 +119,36 @@ class RunOutput:
         return {"checkpoint": ckpt, "grid": grid, "log": self.log_path}
 
 
-def run_training(trainer, steps: int, out_dir: str | Path | None = None) -> list[dict]:
-    """Train until trainer.step == steps (the run's total); return the logs of the steps run here."""
-    output = RunOutput(trainer, out_dir) if out_dir is not None else None
+def read_due(trainer, writes: bool) -> bool:
+    """Whether the loop reads the losses from the device after this step: when it logs or writes."""
+    cfg, step = trainer.tcfg, trainer.step
+    every = (cfg.log_every, cfg.sample_every, cfg.checkpoint_every) if writes else (cfg.log_every,)
+    return any(step % n == 0 for n in every)
+
+
+def run_training(trainer, steps: int, out_dir: str | Path | None = None,
+                 max_seconds: float | None = None) -> list[dict]:
+    """Train until trainer.step == steps (the run's total) or `max_seconds` have passed; return the
+    logs (Python numbers) of the steps run here."""
+    writes = out_dir is not None
+    output = RunOutput(trainer, out_dir) if writes and distributed.is_main() else None
     history: list[dict] = []
+    deadline = time.monotonic() + max_seconds if max_seconds is not None else float("inf")
     # tqdm.notebook ignores TQDM_DISABLE unless `disable` is passed: pass it (CI, nbval, logs)
-    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes")
+    quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes") or not distributed.is_main()
     with stop_on_interrupt() as flag, tqdm(total=steps, initial=trainer.step, desc="train", disable=quiet) as bar:
-        while trainer.step < steps and not flag["stop"]:
-            logs = trainer.train_step()
-            history.append(logs)
+        pending: list[dict] = []                               # logs still on the device
+        while trainer.step < steps and not distributed.any_rank(flag["stop"] or time.monotonic() >= deadline):
+            pending.append(trainer.train_step())
             bar.update(1)
-            bar.set_postfix(loss_D=f"{logs['loss_D']:.3f}", loss_G=f"{logs['loss_G']:.3f}")
-            if output is not None:
-                output.periodic(logs)
-    status = "interrupted" if flag["stop"] else "done"
+            if read_due(trainer, writes):                      # the same steps on every process
+                history += [trainer.read_logs(logs) for logs in pending]   # NaN/inf raises here
+                pending.clear()
+                bar.set_postfix(loss_D=f"{history[-1]['loss_D']:.3f}", loss_G=f"{history[-1]['loss_G']:.3f}")
+                if output is not None:
+                    output.periodic(history[-1])
+        history += [trainer.read_logs(logs) for logs in pending]
+    status = "interrupted" if flag["stop"] else "time budget reached" if trainer.step < steps else "done"
     last = history[-1] if history else None
     if output is not None:
         files = output.finish(last)
@@ -131,5 +156,6 @@ def run_training(trainer, steps: int, out_dir: str | Path | None = None) -> list
     else:
         where = ""
     summary = format_logs(last) if last else f"step={trainer.step} (nothing to do)"
-    tqdm.write(f"[{status}] {summary}{where}")
+    if distributed.is_main():
+        tqdm.write(f"[{status}] {summary}{where}")
     return history

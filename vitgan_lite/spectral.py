@@ -8,6 +8,9 @@ at initialisation.
 
 sigma(W) is estimated by power iteration: the left singular vector u is kept in a buffer and
 refined by one step per forward pass in training mode (no gradient flows through u or v).
+`power_iteration_frozen(model)` skips that refinement, so a trainer that calls D twice per step
+(D step, then G step) refines u once per step. sigma is always computed in float32, also under
+bf16/fp16 autocast: a 16-bit sigma would scale every weight by an error of up to 0.4 %.
 sigma(W_init) is measured once, at construction, and kept in a buffer so that it survives
 `state_dict` save/load and deep copies (a numpy attribute would not).
 
@@ -15,6 +18,8 @@ Both are torch parametrizations: after `improved_spectral_norm(layer)`, `layer.w
 normalised weight and `layer.parametrizations.weight.original` the raw one.
 """
 from __future__ import annotations
+
+import contextlib
 
 import torch
 import torch.nn as nn
@@ -33,6 +38,7 @@ class SpectralNormParametrization(nn.Module):
         self.register_buffer("u", u)
         self.register_buffer("sigma_init", torch.linalg.matrix_norm(matrix, ord=2))
         self.rescale, self.n_power_iterations, self.eps = rescale, n_power_iterations, eps
+        self.frozen = False                                          # see power_iteration_frozen
         self._power_iteration(matrix, init_iterations)
 
     @torch.no_grad()
@@ -44,13 +50,14 @@ class SpectralNormParametrization(nn.Module):
         self.u.copy_(u)
 
     def sigma(self, weight: torch.Tensor) -> torch.Tensor:
-        """Power-iteration estimate of the largest singular value (differentiable in W)."""
-        matrix = weight.reshape(weight.shape[0], -1)
-        if self.training:
-            self._power_iteration(matrix.detach(), self.n_power_iterations)
-        u = self.u.clone()                                           # clone: later in-place updates
-        v = F.normalize(matrix.t().detach() @ u, dim=0, eps=self.eps)  # must not touch the graph
-        return u @ matrix @ v
+        """Power-iteration estimate of the largest singular value (differentiable in W), in float32."""
+        matrix = weight.reshape(weight.shape[0], -1).float()
+        with torch.autocast(matrix.device.type, enabled=False):
+            if self.training and not self.frozen:
+                self._power_iteration(matrix.detach(), self.n_power_iterations)
+            u = self.u.clone()                                           # clone: later in-place updates
+            v = F.normalize(matrix.t().detach() @ u, dim=0, eps=self.eps)  # must not touch the graph
+            return u @ matrix @ v
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         scale = self.sigma_init if self.rescale else 1.0
@@ -71,6 +78,19 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
     parametrize.register_parametrization(
         module, name, SpectralNormParametrization(weight, rescale=False, n_power_iterations=n_power_iterations))
     return module
+
+
+@contextlib.contextmanager
+def power_iteration_frozen(model: nn.Module):
+    """Inside this block, forward passes of `model` use sigma from the current u without refining it."""
+    layers = [m for m in model.modules() if isinstance(m, SpectralNormParametrization)]
+    for layer in layers:
+        layer.frozen = True
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.frozen = False
 
 
 def apply_spectral_norm(model: nn.Module, kind: str) -> nn.Module:

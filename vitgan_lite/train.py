@@ -1,12 +1,15 @@
 """`vitgan-train` (also `python -m vitgan_lite.train`): train ViTGAN from the command line.
 
     vitgan-train --preset tiny --data synthetic --steps 300 --out runs/demo      # CPU, minutes
-    vitgan-train --preset cifar10 --data cifar10 --bf16 --compile --out runs/c10  # GPU, the paper's run
+    vitgan-train --preset cifar10 --data cifar10 --compile --out runs/c10          # GPU, the paper's run
     vitgan-train --out runs/demo --resume --steps 600                            # continue to step 600
+    torchrun --nproc_per_node 4 -m vitgan_lite.train --preset cifar10 --data cifar10 --out runs/c10  # 4 GPUs
 
 `--steps` is the run's total: `--resume` continues the newest readable checkpoint in `--out` up
 to it, with the configs stored in that checkpoint. Ablations: --no-bcr, --no-augment (or
 --augment POLICY), --attention dot, --spectral-norm sn|none, --no-overlap, --r1-gamma G.
+Under torchrun (distributed.py) `--batch-size` is the global batch, split evenly over the
+processes (one per GPU; gloo CPU processes with --device cpu); only process 0 prints and writes.
 Exit status: 0 done, 130 stopped by Ctrl-C (after saving), 1 NaN/inf loss, 2 bad arguments.
 """
 from __future__ import annotations
@@ -17,16 +20,17 @@ from pathlib import Path
 
 import torch
 
+from . import distributed
 from .checkpoint import list_checkpoints, load_latest
-from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
+from .config import PRECISIONS, DiscriminatorConfig, GeneratorConfig, TrainConfig
 from .data import load_dataset
-from .trainer import NonFiniteLossError, Trainer
+from .trainer import NonFiniteLossError, Trainer, resolve_device
 
 PRESETS = ("cifar10", "tiny")
 # CLI dest -> TrainConfig field. Bookkeeping fields may change on --resume; the others would
 # change the run's math, so a resumed run refuses them.
 TRAIN_FIELDS = ("steps", "batch_size", "lr", "warmup_steps", "augment", "augment_p", "bcr", "r1_gamma",
-                "ema_half_life_images", "bf16", "compile", "sample_every", "checkpoint_every",
+                "ema_half_life_images", "precision", "compile", "sample_every", "checkpoint_every",
                 "keep_checkpoints", "log_every", "seed")
 RESUMABLE = {"steps", "compile", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"}
 DISC_FIELDS = ("attention", "spectral_norm", "overlapping_patches")
@@ -49,8 +53,11 @@ def build_parser() -> argparse.ArgumentParser:
     n.add_argument("--warmup-steps", type=int)
     n.add_argument("--seed", type=int)
     n.add_argument("--ema-half-life", dest="ema_half_life_images", type=int, help="EMA half-life in images")
-    n.add_argument("--bf16", action="store_const", const=True, help="bfloat16 autocast")
-    n.add_argument("--compile", action="store_const", const=True, help="torch.compile G and D (GPU only)")
+    n.add_argument("--precision", choices=PRECISIONS,
+                   help="fp32 | bf16 | fp16 (with loss scaling) | auto: bf16 on GPUs that have it, "
+                        "fp16 on older ones (T4, V100), fp32 on CPU (default: auto)")
+    n.add_argument("--compile", action="store_const", const=True,
+                   help="torch.compile G and D (GPU or CPU; the first steps build the kernels)")
     a = p.add_argument_group("ablations")
     a.add_argument("--augment", metavar="POLICY", help="DiffAugment policy, e.g. color,translation,cutout,scale")
     a.add_argument("--no-augment", dest="augment", action="store_const", const="", help="no DiffAugment")
@@ -104,7 +111,8 @@ def resume_trainer(args, parser) -> Trainer:
     trainer = Trainer.from_state(state, load_dataset(data, image_size, args.data_root), args.device,
                                  **given(args, TRAIN_FIELDS))
     trainer.meta["data"] = data
-    print(f"resuming from {path} at step {trainer.step}")
+    if distributed.is_main():
+        print(f"resuming from {path} at step {trainer.step}")
     return trainer
 
 
@@ -121,20 +129,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
+        device = resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
+    with distributed.process_group(device):               # under torchrun; a no-op otherwise
+        return train_from_args(args, parser)
+
+
+def train_from_args(args, parser) -> int:
+    """Build (or resume) the run that `args` describe and train it; the exit status."""
+    try:
         trainer = resume_trainer(args, parser) if args.resume else new_trainer(args, parser)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     steps = trainer.tcfg.steps
     if steps < trainer.step:
         parser.error(f"--steps {steps} is below the run's current step {trainer.step}")
-    print(f"vitgan-train: {trainer.device}, G {millions(trainer.G):.2f}M / D {millions(trainer.D):.2f}M params, "
-          f"data {trainer.meta['data']} ({len(trainer.dataset)} images), steps {trainer.step} -> {steps}, "
-          f"out {Path(args.out)}")
+    n = distributed.world_size()
+    processes = f"{n} processes, {trainer.device.type}" if n > 1 else f"1 process, {trainer.device}"
+    if distributed.is_main():
+        print(f"vitgan-train: {processes}, G {millions(trainer.G):.2f}M / D {millions(trainer.D):.2f}M params, "
+              f"data {trainer.meta['data']} ({len(trainer.dataset)} images), steps {trainer.step} -> {steps}, "
+              f"out {Path(args.out)}")
     try:
         trainer.run(steps, args.out)
     except NonFiniteLossError as exc:
         last = list_checkpoints(args.out)
-        print(f"vitgan-train: error: {exc}. Last good checkpoint: {last[0] if last else 'none'}", file=sys.stderr)
+        if distributed.is_main():
+            print(f"vitgan-train: error: {exc}. Last good checkpoint: {last[0] if last else 'none'}",
+                  file=sys.stderr)
         return 1
     return 0 if trainer.step >= steps else 130
 

@@ -1,15 +1,22 @@
 """ViTGAN's training step and the `Trainer` that holds everything a run needs.
 
 One `train_step`:
-  D step  real x and fake G(z) both through DiffAugment A, one D pass on the concatenation;
+  D step  real x and fake G(z) through DiffAugment A and (for bCR) through T: one D pass on the
+          concatenation [A(x), A(G(z)), T(x), T(G(z))];
           L_D = softplus(D(A(G(z)))) + softplus(-D(A(x)))
               + bCR: lambda_real (D(A(x)) - D(T(x)))^2 + lambda_fake (D(A(G(z))) - D(T(G(z))))^2
               + optional R1 on the real images.
           D(x) of the bCR formula is the logit the adversarial loss already computed (our
           reading; it saves two D passes, and is exact when DiffAugment is off), T an independent
           transform of the clean images (`bcr_policy`).
-  G step  L_G = softplus(-D(A(G(z)))) with fresh z, gradients through the augmented D.
+  G step  L_G = softplus(-D(A(G(z)))) with fresh z, gradients through the augmented D (D's
+          weights frozen, its spectral-norm power iteration too: refined once per step).
   EMA     shadow weights of G (torch-ema), decay from a half-life in images.
+
+What touches the step from the side lives in its own module: precision (fp32/bf16/fp16 autocast
+and loss scaling) in precision.py, several processes (torchrun, DDP, each process's share of the
+batch and its own random draws) in distributed.py. The step returns its losses as tensors and never
+waits for the device; the loop reads them (`read_logs`) only at steps that log or write files.
 
 The data order (data_order.py) and the saved RNG states make a resumed run identical to an
 uninterrupted one.
@@ -19,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import math
 import random
 
 import numpy as np
@@ -26,6 +34,7 @@ import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch_ema import ExponentialMovingAverage
 
+from . import distributed
 from .augment import diff_augment
 from .checkpoint import rng_state, set_rng_state
 from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
@@ -34,10 +43,14 @@ from .discriminator import Discriminator
 from .generator import Generator
 from .loop import run_training
 from .losses import bcr_loss, d_logistic_loss, g_logistic_loss, r1_penalty
+from .precision import Precision
+from .spectral import power_iteration_frozen
+
+LOSS_TERMS = ("adv", "bcr", "r1")     # the terms of L_D that are summed
 
 
 class NonFiniteLossError(RuntimeError):
-    """A loss became NaN or inf; the step's update was not applied to the offending network."""
+    """A loss became NaN or inf (found when the losses are read: at log, sample and checkpoint steps)."""
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -63,8 +76,10 @@ class Trainer:
         if (gcfg.image_size, gcfg.channels) != (dcfg.image_size, dcfg.channels):
             raise ValueError(f"generator makes {gcfg.channels}x{gcfg.image_size}x{gcfg.image_size} images "
                              f"but the discriminator expects {dcfg.channels}x{dcfg.image_size}x{dcfg.image_size}")
-        self.gcfg, self.dcfg, self.tcfg, self.dataset = gcfg, dcfg, tcfg, dataset
-        self.device = resolve_device(device)
+        self.gcfg, self.dcfg, self.tcfg = gcfg, dcfg, tcfg
+        self.device = distributed.local_device(resolve_device(device))  # torchrun: cuda:LOCAL_RANK
+        self.dataset = dataset.to(self.device) if hasattr(dataset, "to") else dataset  # in-memory: on device
+        self.precision = Precision(tcfg.precision, self.device)
         torch.manual_seed(tcfg.seed)          # model init and every later draw (z, DiffAugment)
         np.random.seed(tcfg.seed)
         random.seed(tcfg.seed)
@@ -75,17 +90,17 @@ class Trainer:
         assert len(self.ema.shadow_params) == len(list(self.G.parameters())) > 0, "EMA must track every G weight"
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg.lr, betas=tcfg.betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg.lr, betas=tcfg.betas)
-        self.data_order = DataOrder(len(dataset), tcfg.batch_size, tcfg.seed)
+        self.data_order = DataOrder(len(dataset), tcfg.batch_size, tcfg.seed,   # torchrun: this rank's share
+                                    distributed.rank(), distributed.world_size())
         self.step = 0
         self.meta: dict = {}                   # free-form run facts saved with checkpoints (e.g. the data)
         gen = torch.Generator().manual_seed(tcfg.seed)
         self.fixed_z = torch.randn(tcfg.n_samples, gcfg.latent_dim, generator=gen).to(self.device)
-        use_compile = tcfg.compile and self.device.type != "cpu"  # compile: GPU only (slow to build on CPU)
-        self.g_forward = torch.compile(self.G) if use_compile else self.G
-        self.d_forward = torch.compile(self.D) if use_compile else self.D
-
-    def autocast(self):
-        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.tcfg.bf16)
+        compiled = torch.compile if tcfg.compile else (lambda module: module)
+        self.g_forward = compiled(distributed.wrap(self.G, self.device))  # torchrun: DDP, gradients averaged
+        self.d_forward = compiled(distributed.wrap(self.D, self.device))  # the D step's
+        # the G step's: D frozen, so never DDP's (which would wait for D's gradients; distributed.py)
+        self.d_forward_frozen = compiled(self.D) if distributed.world_size() > 1 else self.d_forward
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
         return diff_augment(images, self.tcfg.augment, self.tcfg.augment_p)
@@ -103,66 +118,67 @@ class Trainer:
         return lr
 
     def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """real, fake (B, C, H, W) -> the terms of L_D (scalars) and mean logits."""
+        """real, fake (B, C, H, W) -> the terms of L_D (scalars) and mean logits, from one D pass."""
         cfg = self.tcfg
         r1 = cfg.r1_gamma > 0
         if r1:
             real = real.detach().requires_grad_(True)
         images = torch.cat([real, fake])                                  # (2B, C, H, W)
+        views = [self.augment(images)]                                    # A(x), A(G(z))
+        if cfg.bcr:
+            views.append(diff_augment(images, cfg.bcr_policy))            # T(x), T(G(z))
         # R1 differentiates D's gradient again; fused attention kernels have no double backward
         kernels = sdpa_kernel(SDPBackend.MATH) if r1 else contextlib.nullcontext()
-        with self.autocast(), kernels:
-            logits = self.d_forward(self.augment(images)).float()         # (2B,)
-        real_logits, fake_logits = logits.chunk(2)                        # (B,), (B,)
+        with self.precision.autocast(), kernels:
+            logits = self.d_forward(torch.cat(views)).float()             # (2B,) or (4B,)
+        real_logits, fake_logits, *t_logits = logits.chunk(len(views) * 2)  # each (B,)
         terms = {"adv": d_logistic_loss(real_logits, fake_logits)}
         if cfg.bcr:
-            with self.autocast():
-                t_logits = self.d_forward(diff_augment(images, cfg.bcr_policy)).float()  # (2B,)
-            t_real, t_fake = t_logits.chunk(2)
+            t_real, t_fake = t_logits
             terms["bcr"] = bcr_loss(real_logits, t_real, fake_logits, t_fake, cfg.lambda_real, cfg.lambda_fake)
         if r1:
             terms["r1"] = r1_penalty(real_logits, real, cfg.r1_gamma)
         return {**terms, "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
 
-    def train_step(self) -> dict[str, float]:
-        """One D step then one G step; returns the losses as floats. Raises NonFiniteLossError."""
+    def train_step(self) -> dict:
+        """One D step then one G step. Returns the step, lr and the losses as 0-dim tensors (no sync)."""
         lr = self.set_lr()
+        distributed.seed_step(self.tcfg.seed, self.step)                  # torchrun: this rank's draws
         real = load_batch(self.dataset, self.data_order.next_indices()).to(self.device)  # (B, C, H, W)
         batch = real.shape[0]
 
-        self.D.requires_grad_(True)
-        with torch.no_grad(), self.autocast():
+        with torch.no_grad(), self.precision.autocast():
             fake = self.g_forward(self.latents(batch)).float()            # (B, C, H, W)
         terms = self.discriminator_losses(real, fake)
-        loss_d = sum(value for key, value in terms.items() if key in ("adv", "bcr", "r1"))
-        self._check_finite("loss_D", loss_d)
-        self.opt_D.zero_grad(set_to_none=True)
-        loss_d.backward()
-        self.opt_D.step()
+        loss_d = sum(value for key, value in terms.items() if key in LOSS_TERMS)
+        self.precision.step("D", loss_d, self.opt_D)
 
         self.D.requires_grad_(False)                                      # G step: no D gradients
-        with self.autocast():
-            logits = self.d_forward(self.augment(self.g_forward(self.latents(batch)))).float()  # (B,)
+        with power_iteration_frozen(self.D), self.precision.autocast():
+            logits = self.d_forward_frozen(self.augment(self.g_forward(self.latents(batch)))).float()  # (B,)
         loss_g = g_logistic_loss(logits)
-        self._check_finite("loss_G", loss_g)
-        self.opt_G.zero_grad(set_to_none=True)
-        loss_g.backward()
-        self.opt_G.step()
+        self.precision.step("G", loss_g, self.opt_G)
         self.D.requires_grad_(True)
         self.ema.update(self.G.parameters())
         self.step += 1
-        return {"step": self.step, "loss_D": loss_d.item(), "loss_G": loss_g.item(),
-                **{key: value.item() for key, value in terms.items()}, "lr": lr}
+        return {"step": self.step, "loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
+                **{key: value.detach() for key, value in terms.items()}, "lr": lr}
 
-    def _check_finite(self, name: str, loss: torch.Tensor) -> None:
-        if not torch.isfinite(loss):
-            raise NonFiniteLossError(
-                f"{name} became {loss.item()} at step {self.step + 1}; training stopped before "
-                "applying the update (try a lower lr, or bf16 off)")
+    def read_logs(self, logs: dict) -> dict:
+        """A step's logs as Python numbers (waits for the device); NonFiniteLossError on NaN/inf."""
+        logs = distributed.mean_over_ranks(logs)                           # torchrun: the global batch's
+        values = {key: value.item() if torch.is_tensor(value) else value for key, value in logs.items()}
+        for name in ("loss_D", "loss_G"):
+            if not math.isfinite(values[name]):
+                raise NonFiniteLossError(
+                    f"{name} became {values[name]} at step {values['step']}; training stopped without "
+                    "writing this step (try a lower lr, or precision fp32)")
+        return values
 
-    def run(self, steps: int, out_dir=None) -> list[dict]:
-        """Train until `steps` steps in total, writing log/grids/checkpoints into out_dir if given."""
-        return run_training(self, steps, out_dir)
+    def run(self, steps: int, out_dir=None, max_seconds: float | None = None) -> list[dict]:
+        """Train until `steps` steps in total (or for `max_seconds`), writing log/grids/checkpoints
+        into out_dir if given."""
+        return run_training(self, steps, out_dir, max_seconds)
 
     def ema_generator(self) -> Generator:
         """The generator with the EMA weights (eval mode, no gradients): use it for samples and FID."""
@@ -180,7 +196,7 @@ class Trainer:
             "step": self.step, "G": self.G.state_dict(), "D": self.D.state_dict(),
             "G_ema": self.ema_generator().state_dict(), "ema": self.ema.state_dict(),
             "opt_G": self.opt_G.state_dict(), "opt_D": self.opt_D.state_dict(),
-            "rng": rng_state(), "data_order": self.data_order.state_dict(), "meta": dict(self.meta),
+            "precision": self.precision.state_dict(), "rng": rng_state(), "data_order": self.data_order.state_dict(), "meta": dict(self.meta),
             "configs": {"generator": dataclasses.asdict(self.gcfg),
                         "discriminator": dataclasses.asdict(self.dcfg),
                         "train": dataclasses.asdict(self.tcfg)},
@@ -192,6 +208,7 @@ class Trainer:
         self.ema.load_state_dict(state["ema"])
         self.opt_G.load_state_dict(state["opt_G"])
         self.opt_D.load_state_dict(state["opt_D"])
+        self.precision.load_state_dict(state.get("precision", {}))
         self.data_order.load_state_dict(state["data_order"])
         self.step = int(state["step"])
         self.meta = dict(state.get("meta", {}))
@@ -201,7 +218,7 @@ class Trainer:
     def from_state(cls, state: dict, dataset, device: str | torch.device = "auto", **train_changes) -> "Trainer":
         """Rebuild a trainer from a checkpoint's state; `train_changes` may only touch bookkeeping."""
         configs = state["configs"]
-        tcfg = TrainConfig(**configs["train"]).replace(**train_changes)
+        tcfg = TrainConfig.from_dict(configs["train"]).replace(**train_changes)
         trainer = cls(GeneratorConfig(**configs["generator"]), DiscriminatorConfig(**configs["discriminator"]),
                       tcfg, dataset, device)
         trainer.load_state_dict(state)
