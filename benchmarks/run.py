@@ -313,6 +313,9 @@ def train_configurations(device: str, quick: bool) -> list[dict]:
             for preset in presets for precision in precisions for compile in compile_options(preset)]
 
 
+STEPS = {"paper": (2, 5), "cpu": (6, 25)}   # (warm-up, timed) steps: compile may rebuild in steps 2-3
+
+
 def train_step_timing(preset: str, precision: str, compile: bool, device: str, quick: bool) -> dict:
     """Seconds per `Trainer.train_step` (median after warm-up steps) and this process's peak memory.
 
@@ -326,7 +329,7 @@ def train_step_timing(preset: str, precision: str, compile: bool, device: str, q
     gcfg, dcfg, tcfg = preset_configs(preset, quick)
     data, data_name = training_data()
     trainer = Trainer(gcfg, dcfg, tcfg.replace(precision=precision, compile=compile), data, device)
-    warmup, steps = (1, 2) if quick else (2, 5)
+    warmup, steps = (1, 2) if quick else STEPS["paper" if preset == "cifar10" else "cpu"]
     start = time.perf_counter()
     for _ in range(warmup):                        # first steps: allocations, compilation
         trainer.train_step()
@@ -376,7 +379,8 @@ def train_section(opts) -> str:
             rows.append(cells + [f"{result['s_per_step']:.3f}", f"{result['batch'] / result['s_per_step']:.1f}",
                                  f"{result['warmup_s']:.1f}", f"{result['peak_mb']:.0f}",
                                  f"{result['peak_mb'] - result['start_mb']:.0f}"])
-    steps = "1 warm-up + 2 timed" if opts.quick else "2 warm-up + 5 timed"
+    steps = ("1 warm-up + 2 timed" if opts.quick else
+             "{} warm-up + {} timed (cifar10), {} + {} (CPU presets)".format(*STEPS["paper"], *STEPS["cpu"]))
     return "\n".join([
         "## The training step", "",
         f"`Trainer.train_step`: D step with bCR (one D pass on 4B images), G step, EMA. {steps} steps, "
@@ -493,19 +497,35 @@ def parse_args(argv=None):
     return opts
 
 
+def provenance(opts) -> str:
+    """When and how a section was measured (sections may be re-run on their own)."""
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
+    return (f"_Measured {datetime.datetime.now().isoformat(sep=' ', timespec='minutes')}, load average "
+            f"{load}, by `{opts.command}`._")
+
+
+def merge(existing: str, sections: dict[str, str]) -> str:
+    """The markdown file with the given sections replaced (or added); other sections are kept."""
+    blocks = dict(re.findall(r"<!-- section: (\w+) -->\n(.*?)(?=\n<!-- section: |\Z)", existing, re.S))
+    blocks.update(sections)
+    return "\n".join(f"<!-- section: {name} -->\n{blocks[name].rstrip()}\n"
+                     for name in ["header", *SECTIONS] if name in blocks)
+
+
 def main(argv=None) -> int:
     opts = parse_args(argv)
     torch.set_num_threads(opts.threads)
     if opts.worker:
         print(json.dumps(train_step_timing(**json.loads(opts.worker))))
         return 0
-    parts = [header(opts)]
-    print(parts[0], flush=True)
+    out = Path(opts.out) if opts.out else None
+    parts = {"header": header(opts)}
+    print(parts["header"], flush=True)
     for name in opts.sections:
-        parts.append(SECTIONS[name](opts))
-        print("\n" + parts[-1], flush=True)
-        if opts.out:                               # rewritten after each section: a crash keeps the rest
-            Path(opts.out).write_text("\n\n".join(parts) + "\n")
+        parts[name] = SECTIONS[name](opts) + "\n\n" + provenance(opts)
+        print("\n" + parts[name], flush=True)
+        if out:                                    # rewritten after each section: a crash keeps the rest
+            out.write_text(merge(out.read_text() if out.is_file() else "", parts))
     if FAILURES:
         print("\nFAILED correctness checks:\n" + "\n".join(FAILURES), file=sys.stderr)
     return 1 if FAILURES else 0

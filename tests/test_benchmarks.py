@@ -30,7 +30,7 @@ def test_quick_fastpaths_agree_with_their_references(bench, tmp_path):
     status = bench.main(["--quick", "--sections", "fastpaths", "--devices", "cpu", "--threads", "1",
                          "--out", str(out)])
     text = out.read_text()
-    assert status == 0 and text.startswith("# vitgan_lite benchmarks")
+    assert status == 0 and "\n# vitgan_lite benchmarks\n" in text
     assert "command: `python" in text and "--sections fastpaths" in text
     rows = table_rows(text)
     assert [row["case"] for row in rows] == [
@@ -44,6 +44,13 @@ def test_quick_fastpaths_agree_with_their_references(bench, tmp_path):
     backends = set(torch.nn.attention.SDPBackend.__members__)
     notes = [line for line in text.splitlines() if "fused path: SDPA runs" in line]
     assert len(notes) == 2 and all(note.split("**")[1] in backends for note in notes)
+
+
+def test_a_section_run_alone_replaces_only_its_part_of_the_file(bench):
+    old = bench.merge("", {"header": "# old header", "fastpaths": "## Fast paths\nold", "train": "## Train\nold"})
+    new = bench.merge(old, {"header": "# new header", "train": "## Train\nnew"})
+    assert new.index("# new header") < new.index("## Fast paths\nold") < new.index("## Train\nnew")
+    assert "old header" not in new and "## Train\nold" not in new
 
 
 def test_a_wrong_fast_path_is_reported_as_a_failure(bench):

@@ -142,12 +142,13 @@ def test_ctrl_c_finishes_the_step_and_saves(data, tmp_path, monkeypatch):
         return logs
 
     monkeypatch.setattr(trainer, "train_step", step_then_ctrl_c)
+    handler = signal.getsignal(signal.SIGINT)        # default_int_handler; SIG_IGN in a background job
     trainer.run(50, tmp_path)
     assert trainer.step == 2
     assert load_latest(tmp_path)[1]["step"] == 2
     assert (tmp_path / "samples" / "step_0000002.png").is_file()
     assert json.loads((tmp_path / "log.jsonl").read_text().splitlines()[-1])["step"] == 2
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+    assert signal.getsignal(signal.SIGINT) is handler                     # handler restored
 
 
 def test_d_runs_once_per_d_step_and_once_per_g_step(data):
