@@ -65,11 +65,30 @@ def test_dot_product_attention_by_hand_and_fused():
     torch.testing.assert_close(mha(x), y, atol=1e-6, rtol=1e-5)
 
 
-def test_attention_parameters_receive_gradients():
-    for cls in (L2MultiHeadAttention, MultiHeadAttention):
-        mha = cls(8, 2)
-        mha(torch.randn(2, 3, 8)).pow(2).sum().backward()
-        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in mha.parameters())
+def _true_gradients(mha):
+    """{name: (out, ...) gradient} of a loss, in float64: a gradient that cancels exactly is ~1e-16 there."""
+    mha = mha.double()
+    names, params = zip(*mha.named_parameters())
+    grads = torch.autograd.grad(mha(torch.randn(2, 5, 8, dtype=torch.float64)).pow(2).sum(), params)
+    return dict(zip(names, grads))
+
+
+@pytest.mark.parametrize("cls", [L2MultiHeadAttention, MultiHeadAttention])
+def test_attention_parameters_receive_true_gradients(cls):
+    grads = _true_gradients(cls(8, 2))
+    assert all(g.abs().max() > 1e-6 for g in grads.values())
+    if cls is L2MultiHeadAttention:
+        assert "to_qk.bias" not in grads                      # tied q/k: no bias (it cancels in q - k)
+
+
+def test_a_tied_qk_bias_and_the_dot_product_key_bias_cancel():
+    """Why to_qk has no bias: its gradient is zero. The key third of to_qkv's bias cancels the same way."""
+    l2 = L2MultiHeadAttention(8, 2)
+    l2.to_qk = torch.nn.Linear(8, 8)                          # the old, biased tied projection
+    grads = _true_gradients(l2)
+    assert grads["to_qk.bias"].abs().max() < 1e-12 < 1e-6 < grads["to_qk.weight"].abs().max()
+    g_q, g_k, g_v = _true_gradients(MultiHeadAttention(8, 2))["to_qkv.bias"].chunk(3)
+    assert g_k.abs().max() < 1e-12 and g_q.abs().max() > 1e-6 and g_v.abs().max() > 1e-6
 
 
 def _l2_reference_and_fused(dim, heads, dtype=torch.float64, seed=0):

@@ -7,8 +7,9 @@ import pytest
 import torch
 
 import vitgan_lite.checkpoint as ckpt
-from vitgan_lite.checkpoint import (CheckpointError, checkpoint_path, list_checkpoints, load_checkpoint,
-                                    load_latest, prune_checkpoints, rng_state, save_checkpoint, set_rng_state)
+from vitgan_lite.checkpoint import (CheckpointError, checkpoint_path, checkpoint_step, list_checkpoints,
+                                    load_checkpoint, load_latest, prune_checkpoints, rng_state, save_checkpoint,
+                                    set_rng_state)
 
 
 def fake_state(step: int) -> dict:
@@ -89,6 +90,7 @@ def test_prune_keeps_the_newest(tmp_path):
         save_checkpoint(fake_state(step), checkpoint_path(tmp_path, step))
     prune_checkpoints(tmp_path, keep=2)
     assert list_checkpoints(tmp_path) == [checkpoint_path(tmp_path, 20), checkpoint_path(tmp_path, 15)]
+    assert [checkpoint_step(path) for path in list_checkpoints(tmp_path)] == [20, 15]
 
 
 def test_checkpoint_files_get_the_usual_file_mode(tmp_path):

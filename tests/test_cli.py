@@ -1,7 +1,9 @@
 """Command lines: vitgan-train (in-process and as `python -m`), vitgan-sample, argparse-style errors."""
+import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,8 @@ import torch
 from PIL import Image
 
 from vitgan_lite import sample, train
-from vitgan_lite.checkpoint import list_checkpoints, load_checkpoint
+from vitgan_lite.checkpoint import list_checkpoints, load_checkpoint, save_checkpoint
+from vitgan_lite.config import TrainConfig
 from vitgan_lite.data import synthetic_images
 from vitgan_lite.sample import ema_generator_from_checkpoint, generate
 
@@ -95,6 +98,8 @@ def test_truncation_moves_samples_towards_the_mean_style(tmp_path, small_npz):
     (["--preset", "tiny", "--data", "synthetic", "--batch-size", "-1"], "batch_size must be a positive"),
     (["--preset", "tiny", "--data", "synthetic", "--batch-size", "64", "--threads", "0"], "--threads must be"),
     (["--resume"], "no checkpoint"),
+    (["--preset", "tiny", "--data", "synthetic", "--hours", "0"], "--hours must be positive"),
+    (["--preset", "tiny", "--data", "synthetic", "--new-data"], "--new-data goes with --resume and --data"),
 ])
 def test_bad_arguments_are_usage_errors(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exit_info:
@@ -109,7 +114,7 @@ def test_existing_run_needs_resume_and_resume_keeps_configs(tmp_path, capsys, sm
     assert train.main(base + ["--steps", "1"]) == 0
     for argv, message in [(base + ["--steps", "2"], "already holds checkpoints"),
                           (["--out", str(tmp_path), "--resume", "--lr", "0.1"], "would change them: --lr"),
-                          (["--out", str(tmp_path), "--resume", "--no-overlap"], "--overlapping-patches")]:
+                          (["--out", str(tmp_path), "--resume", "--no-overlap"], "--overlap on → off")]:
         with pytest.raises(SystemExit):
             train.main(argv)
         assert message in capsys.readouterr().err
@@ -145,3 +150,112 @@ def test_train_on_an_image_folder(tmp_path):
     assert train.main(["--preset", "tiny", "--data", str(folder), "--steps", "2", "--batch-size", "3",
                        "--out", str(tmp_path / "run")]) == 0
     assert log_steps(tmp_path / "run") == [1, 2]
+
+
+RUN = ["--preset", "tiny", "--batch-size", "4", "--seed", "0", "--lambda-real", "2", "--betas", "0.5", "0.9",
+       "--no-bcr"]
+
+
+@pytest.fixture(scope="module")
+def one_step_run(tmp_path_factory, small_npz) -> Path:
+    """A tiny run of one step started with RUN; tests resume a copy of it (`run_copy`)."""
+    out = tmp_path_factory.mktemp("runs") / "run"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert train.main(RUN + ["--data", small_npz, "--steps", "1", "--out", str(out)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
+@pytest.fixture
+def run_copy(one_step_run, tmp_path) -> Path:
+    return Path(shutil.copytree(one_step_run, tmp_path / "run"))
+
+
+def test_every_train_config_field_is_an_option():
+    help_text = train.build_parser().format_help()
+    for field in dataclasses.fields(TrainConfig):
+        assert f"--{field.name.replace('_', '-')}" in help_text, field.name
+    args = train.build_parser().parse_args(["--ema-half-life", "7", "--no-augment", "--no-bcr", "--compile",
+                                            "--betas", "0.1", "0.2", "--bcr-policy", "color", "--lambda-fake", "3"])
+    assert train.given(args, train.TRAIN_FIELDS) == {
+        "ema_half_life_images": 7, "augment": "", "bcr": False, "compile": True, "betas": [0.1, 0.2],
+        "bcr_policy": "color", "lambda_fake": 3.0}
+
+
+def test_options_reach_the_run_and_meta_records_the_preset(one_step_run, small_npz):
+    state = load_checkpoint(one_step_run / "ckpt_0000001.pt")
+    recipe = state["configs"]["train"]
+    assert (recipe["lambda_real"], tuple(recipe["betas"]), recipe["bcr"]) == (2.0, (0.5, 0.9), False)
+    assert state["meta"] == {"data": small_npz, "preset": "tiny"}
+
+
+def test_resume_accepts_the_command_that_started_the_run(run_copy, small_npz):
+    assert train.main(RUN + ["--data", small_npz, "--steps", "2", "--out", str(run_copy), "--resume"]) == 0
+    assert log_steps(run_copy) == [1, 2]
+
+
+def test_resume_refuses_changed_options_saying_old_and_new(run_copy, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--out", str(run_copy), "--resume", "--preset", "cifar10", "--lr", "0.001", "--seed", "0",
+                    "--betas", "0.5", "0.99", "--bcr", "--no-overlap", "--steps", "5"])
+    assert exit_info.value.code == 2
+    assert ("would change them: --preset tiny → cifar10, --lr 0.002 → 0.001, --betas 0.5 0.9 → 0.5 0.99, "
+            "--bcr off → on, --overlap on → off. Drop them, or start a new --out.") in capsys.readouterr().err
+    assert [p.name for p in list_checkpoints(run_copy)] == ["ckpt_0000001.pt"]
+
+
+def test_a_run_without_a_recorded_preset_gets_it_from_its_generator(run_copy, capsys):
+    path = run_copy / "ckpt_0000001.pt"
+    state = load_checkpoint(path)
+    del state["meta"]["preset"]                                # as saved before the preset was recorded
+    save_checkpoint(state, path)
+    with pytest.raises(SystemExit):
+        train.main(["--out", str(run_copy), "--resume", "--preset", "cifar10"])
+    assert "--preset tiny → cifar10" in capsys.readouterr().err
+    assert train.main(["--out", str(run_copy), "--resume", "--preset", "tiny", "--steps", "2"]) == 0
+    assert load_checkpoint(run_copy / "ckpt_0000002.pt")["meta"]["preset"] == "tiny"
+
+
+def test_resume_on_other_data_needs_new_data(run_copy, small_npz, tmp_path, capsys):
+    moved = tmp_path / "moved.npz"
+    shutil.copy(small_npz, moved)
+    with pytest.raises(SystemExit):
+        train.main(["--out", str(run_copy), "--resume", "--data", str(moved)])
+    assert f"--data {small_npz} → {moved} differs from the run's data; add --new-data" in capsys.readouterr().err
+    assert train.main(["--out", str(run_copy), "--resume", "--data", str(moved), "--new-data", "--steps", "2"]) == 0
+    assert load_checkpoint(run_copy / "ckpt_0000002.pt")["meta"]["data"] == str(moved)
+
+
+def test_hours_stops_cleanly_and_says_how_to_continue(run_copy, monkeypatch, capsys):
+    clock = iter(range(0, 10**6, 1000))                        # each reading of the clock: 1000 s later
+    monkeypatch.setattr("vitgan_lite.loop.time.monotonic", lambda: next(clock))
+    assert train.main(["--out", str(run_copy), "--resume", "--steps", "6", "--hours", "1"]) == 0
+    monkeypatch.undo()
+    step = log_steps(run_copy)[-1]
+    out = capsys.readouterr().out
+    assert 1 < step < 6 and "[time budget reached]" in out
+    assert f"time budget of 1 h is spent at step {step} of 6; continue with: vitgan-train --out {run_copy} --resume" \
+        in out
+    assert [p.name for p in list_checkpoints(run_copy)][0] == f"ckpt_{step:07d}.pt"
+    assert train.main(["--out", str(run_copy), "--resume"]) == 0   # on to the run's total, 6
+    assert log_steps(run_copy) == [1, 2, 3, 4, 5, 6]
+
+
+def test_resume_after_a_hard_kill_that_tore_the_last_log_line(run_copy):
+    with open(run_copy / "log.jsonl", "a") as log:
+        log.write('{"step": 2, "loss_D": 1.3')
+    with pytest.warns(RuntimeWarning, match="torn last line"):
+        assert train.main(["--out", str(run_copy), "--resume", "--steps", "2"]) == 0
+    assert log_steps(run_copy) == [1, 2]
+
+
+def test_a_corrupt_log_is_a_usage_error(run_copy, capsys):
+    log = run_copy / "log.jsonl"
+    log.write_text("garbage\n" + log.read_text())
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--out", str(run_copy), "--resume", "--steps", "2"])
+    assert exit_info.value.code == 2
+    assert "log.jsonl line 1 is not a log entry" in capsys.readouterr().err

@@ -1,9 +1,11 @@
 """Slim generator files: the EMA generator survives export/load bit for bit; broken files fail clearly."""
 import dataclasses
+from pathlib import Path
 
 import pytest
 import torch
 
+from vitgan_lite import generator, modulation
 from vitgan_lite.checkpoint import save_checkpoint
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import SyntheticImages
@@ -12,6 +14,7 @@ from vitgan_lite.pretrained import FORMAT, export_generator, load_generator, mai
 from vitgan_lite.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+SHIPPED = Path(__file__).parents[1] / "notebooks" / "assets" / "vitgan_tiny_cifar10.pt"   # notebook 10's
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,7 @@ def checkpoint(tmp_path_factory):
 def generators_from(path):
     """Reference built another way: the raw and EMA generators straight from the checkpoint's dicts."""
     state = torch.load(path, weights_only=True)
-    cfg = GeneratorConfig(**state["configs"]["generator"])
+    cfg = GeneratorConfig.from_dict(state["configs"]["generator"])
     raw, ema = Generator(cfg).eval(), Generator(cfg).eval()
     raw.load_state_dict(state["G"])
     ema.load_state_dict(state["G_ema"])
@@ -56,7 +59,7 @@ def test_slim_file_loads_with_weights_only_and_names_its_dataset(checkpoint, tmp
     out = export_generator(checkpoint, tmp_path / "g.pt", dataset="CIFAR-10 (10k)")
     slim = torch.load(out, weights_only=True)
     assert slim["format"] == FORMAT and slim["meta"]["dataset"] == "CIFAR-10 (10k)"
-    assert GeneratorConfig(**slim["config"]) == GeneratorConfig.tiny()
+    assert GeneratorConfig.from_dict(slim["config"]) == GeneratorConfig.tiny()
     _, ema = generators_from(checkpoint)
     assert slim["state_dict"].keys() == ema.state_dict().keys()
     assert all(torch.equal(slim["state_dict"][k], v) for k, v in ema.state_dict().items())
@@ -92,3 +95,45 @@ def test_cli_exports_and_reports_errors(checkpoint, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main([str(tmp_path / "g.pt"), str(tmp_path / "again.pt")])    # a slim file is not a checkpoint
     assert "not a vitgan_lite training checkpoint" in capsys.readouterr().err
+
+
+def test_configs_saved_before_the_coordinates_field_load_with_linspace_grids():
+    old = {k: v for k, v in dataclasses.asdict(GeneratorConfig.tiny()).items()
+           if k not in ("attention", "spectral_norm", "coordinates")}      # what older files hold
+    assert GeneratorConfig.from_dict(old) == GeneratorConfig.tiny().replace(coordinates="linspace")
+    assert GeneratorConfig.tiny().coordinates == "cell"                   # new configs: cell centres
+    for cfg in (GeneratorConfig.tiny(), GeneratorConfig.tiny().replace(coordinates="linspace", attention="l2")):
+        assert GeneratorConfig.from_dict(dataclasses.asdict(cfg)) == cfg  # new files round-trip as saved
+
+
+def test_an_old_training_checkpoint_loads_with_linspace_grids(checkpoint, tmp_path):
+    state = torch.load(checkpoint, weights_only=True)
+    del state["configs"]["generator"]["coordinates"]                      # as written before the field
+    old = save_checkpoint(state, tmp_path / "ckpt_0000003.pt")
+    G, _ = load_generator(old)                                            # through ema_generator_from_state
+    assert G.cfg.coordinates == "linspace"
+    assert Trainer.from_state(state, SyntheticImages(n=16), "cpu").gcfg.coordinates == "linspace"
+    G_slim, _ = load_generator(export_generator(old, tmp_path / "g.pt"))  # the slim file keeps it
+    assert G_slim.cfg.coordinates == "linspace"
+
+
+def _old_coordinate_grid(side, kind=None, device=None):
+    """coordinate_grid as it was before the `coordinates` option (any kind argument is ignored)."""
+    axis = torch.linspace(-1.0, 1.0, side, device=device)
+    yy, xx = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([yy, xx], dim=-1).reshape(side * side, 2)
+
+
+@torch.no_grad()
+def test_the_shipped_generator_renders_bit_for_bit_as_before(monkeypatch):
+    G, _ = load_generator(SHIPPED)
+    assert "coordinates" not in torch.load(SHIPPED, weights_only=True)["config"]   # an old file
+    assert G.cfg.coordinates == "linspace"
+    z = torch.randn(8, G.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
+    images = [G(z), G.synthesize(G.style(z), patch_resolution=8)]
+    old = Generator(G.cfg.replace(coordinates="cell")).eval()             # the old code: old grid everywhere
+    old.load_state_dict(G.state_dict())
+    monkeypatch.setattr(generator, "coordinate_grid", _old_coordinate_grid)
+    monkeypatch.setattr(modulation, "coordinate_grid", _old_coordinate_grid)
+    assert torch.equal(images[0], old(z))
+    assert torch.equal(images[1], old.synthesize(old.style(z), patch_resolution=8))

@@ -1,6 +1,8 @@
+import pytest
 import torch
 import torch.nn as nn
 
+from vitgan_lite.equalized import EqualLinear
 from vitgan_lite.spectral import apply_spectral_norm, improved_spectral_norm, power_iteration_frozen, spectral_norm
 
 
@@ -95,3 +97,34 @@ def test_sigma_is_float32_under_bf16_autocast():
         under_autocast = param.sigma(raw)
     assert under_autocast.dtype == torch.float32
     assert torch.equal(under_autocast, reference)            # a bf16 matmul would differ by ~1e-3
+
+
+@pytest.mark.parametrize("lr_mul", [1.0, 0.01])
+def test_spectral_norm_of_an_equalized_layer_acts_on_its_effective_weight(lr_mul):
+    """SN gives the applied weight gain * W_bar spectral norm 1; ISN keeps it at its initial value."""
+    sn, isn = EqualLinear(24, 16, lr_mul=lr_mul), EqualLinear(24, 16, lr_mul=lr_mul)
+    effective_init = sigma(isn.effective_weight())
+    apply_spectral_norm(sn, "sn"), apply_spectral_norm(isn, "isn")
+    for layer in (sn, isn):
+        with torch.no_grad():
+            layer.parametrizations.weight.original.mul_(7.0).add_(0.05 * torch.randn(16, 24))   # training moved it
+        layer.train()
+        for _ in range(30):
+            layer(torch.randn(2, 24))                       # power iteration: one step per forward
+    assert abs(sigma(sn.effective_weight()) - 1.0) < 1e-3
+    assert abs(sigma(isn.effective_weight()) - effective_init) < 1e-3 * effective_init
+    # ISN is blind to the gain: on a plain Linear that holds the effective weight it gives the same
+    plain = nn.Linear(24, 16, bias=False)
+    with torch.no_grad():
+        plain.weight.copy_(isn.parametrizations.weight.original * isn.weight_gain)
+    improved_spectral_norm(plain).parametrizations.weight[0].sigma_init.fill_(effective_init)
+    torch.testing.assert_close(plain.weight, isn.effective_weight(), atol=1e-4, rtol=1e-3)
+    assert isn.parametrizations.weight.original.requires_grad   # Adam still steps the stored N(0, 1) weight
+
+
+def test_sigma_keeps_float64_for_float64_weights():
+    layer = improved_spectral_norm(nn.Linear(8, 6)).double()
+    param = layer.parametrizations.weight[0]
+    raw = layer.parametrizations.weight.original
+    assert param.sigma(raw).dtype == torch.float64 and layer(torch.randn(2, 8, dtype=torch.float64)).dtype == torch.float64
+    assert abs(param.sigma(raw).item() - sigma(raw)) < 1e-10 * sigma(raw)   # init: 50 power iterations

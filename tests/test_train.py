@@ -1,4 +1,6 @@
-"""The training step and loop: every weight learns, EMA, warm-up, ablations, exact resume, NaN guard, Ctrl-C."""
+"""The training step and loop: every weight learns, bCR modes, flips, EMA, warm-up, ablations, exact
+resume, NaN guard, Ctrl-C."""
+import dataclasses
 import json
 import math
 import signal
@@ -6,10 +8,13 @@ import signal
 import pytest
 import torch
 
+from vitgan_lite.augment import diff_augment
 from vitgan_lite.checkpoint import list_checkpoints, load_checkpoint, load_latest
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import SyntheticImages
 from vitgan_lite.data_order import DataOrder, load_batch
+from vitgan_lite.ema import ema_decay_at
+from vitgan_lite.spectral import power_iteration_frozen
 from vitgan_lite.trainer import NonFiniteLossError, Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,33 +30,70 @@ def make(data, dcfg=None, **train):
     return Trainer(GeneratorConfig.tiny(), dcfg or DiscriminatorConfig.tiny(), TINY.replace(**train), data, "cpu")
 
 
+def softplus(t: float) -> float:
+    return math.log1p(math.exp(t))
+
+
 def snapshot(module):
     return {name: p.detach().clone() for name, p in module.named_parameters()}
 
 
 def test_one_step_updates_every_weight_of_g_and_d(data):
     trainer = make(data)
-    before_g, before_d = snapshot(trainer.G), snapshot(trainer.D)
     logs = trainer.read_logs(trainer.train_step())
     assert logs["step"] == 1 and trainer.step == 1
     assert all(math.isfinite(v) for v in logs.values())
     assert logs["loss_D"] == pytest.approx(logs["adv"] + logs["bcr"], rel=1e-6)
-    # Adam with beta1 = 0 moves every weight that received a gradient: a weight left unchanged
-    # was cut off from the loss (the detached Fourier features / dropped MLP bugs of other ports)
-    unchanged = [n for n, p in trainer.G.named_parameters() if torch.equal(p, before_g[n])]
-    unchanged += [n for n, p in trainer.D.named_parameters() if torch.equal(p, before_d[n])]
-    assert unchanged == []
+    # Every weight needs a TRUE gradient: one cut off from the loss never learns (the detached Fourier
+    # features / dropped MLP of other ports; a bias that cancels in q - k). "Adam moved it" cannot tell:
+    # with beta1 = 0 Adam moves a weight by ~lr for any gradient, float32 rounding noise included. In
+    # float64 a gradient that cancels exactly is ~1e-16 of the largest; the smallest real one here ~1e-4.
+    def dead(loss, model):
+        names, params = zip(*model.named_parameters())
+        grads = torch.autograd.grad(loss, params, allow_unused=True)
+        size = [0.0 if g is None else g.abs().max().item() for g in grads]
+        return [name for name, s in zip(names, size) if not s > 1e-8 * max(size)]
+
+    G, D = trainer.G.double(), trainer.D.double()
+    real = load_batch(data, torch.arange(4)).double()
+    with torch.no_grad():
+        fake = G(trainer.latents(4).double())
+    terms = trainer.discriminator_losses(real, fake)                   # L_D of the step, float64 D
+    logits = D(trainer.augment(G(trainer.latents(4).double())))        # L_G of the step
+    assert dead(terms["adv"] + terms["bcr"], D) + dead(torch.nn.functional.softplus(-logits).mean(), G) == []
 
 
-def test_ema_tracks_every_generator_weight_with_its_decay(data):
-    trainer = make(data, ema_half_life_images=8)           # decay 0.5 ** (4 / 8)
+def test_ema_copies_g_until_the_start_then_averages_with_its_decay(data):
+    trainer = make(data, ema_half_life_images=8, ema_start_images=8)   # batch 4: decay 0.5 ** (4 / 8)
     assert len(trainer.ema.shadow_params) == len(list(trainer.G.parameters()))
-    before = snapshot(trainer.G)
-    trainer.train_step()
-    decay = min(0.5 ** 0.5, 2 / 11)                         # torch-ema's warm-up: (1 + n) / (10 + n)
+    for _ in range(2):                                       # 4 and 8 images seen: not past the start
+        trainer.train_step()
+        for name, p in trainer.ema_generator().named_parameters():
+            assert torch.equal(p, dict(trainer.G.named_parameters())[name]), name   # an exact copy
+    before = snapshot(trainer.ema_generator())
+    trainer.train_step()                                     # 12 images: the first average
+    decay = 0.5 ** 0.5
     for name, p in trainer.ema_generator().named_parameters():
         expected = decay * before[name] + (1 - decay) * dict(trainer.G.named_parameters())[name]
         torch.testing.assert_close(p, expected)
+
+
+def test_ema_torch_ema_warmup_option(data):
+    trainer = make(data, ema_half_life_images=8, ema_warmup="torch_ema")
+    before = snapshot(trainer.G)
+    trainer.train_step()
+    decay = min(0.5 ** 0.5, 2 / 11)                         # torch-ema's warm-up: (1 + n) / (10 + n), n = 1
+    for name, p in trainer.ema_generator().named_parameters():
+        expected = decay * before[name] + (1 - decay) * dict(trainer.G.named_parameters())[name]
+        torch.testing.assert_close(p, expected)
+
+
+def test_ema_start_defaults_to_one_half_life_as_officially():
+    cfg = TrainConfig.cifar10()                              # batch 128, half-life 1M images
+    assert ema_decay_at(cfg, 7812) == 0.0                    # 999,936 images: still a copy
+    assert ema_decay_at(cfg, 7813) == cfg.ema_decay          # 1,000,064 images: the constant decay
+    assert ema_decay_at(cfg.replace(ema_start_images=0), 1) == cfg.ema_decay
+    assert ema_decay_at(cfg.replace(ema_warmup="torch_ema"), 7813) == pytest.approx(7814 / 7823)
 
 
 def test_ema_decay_halves_a_weight_after_half_life_images():
@@ -97,10 +139,15 @@ def test_data_order_is_a_seeded_permutation_per_epoch():
         DataOrder(2, 3, seed=0)
 
 
-def test_resume_is_exact(data, tmp_path):
-    straight = make(data)
+@pytest.mark.parametrize("changes", [
+    {},
+    # flips of the real data, a second DiffAugment draw for bCR, and the EMA starting after the resume
+    {"hflip": True, "bcr_mode": "official", "ema_start_images": 16},
+])
+def test_resume_is_exact(data, tmp_path, changes):
+    straight = make(data, **changes)
     straight.run(6)
-    first = make(data, checkpoint_every=100)
+    first = make(data, checkpoint_every=100, **changes)
     first.run(3, tmp_path)                                    # ends with ckpt_0000003.pt
     _, state = load_latest(tmp_path)
     resumed = Trainer.from_state(state, data, "cpu")
@@ -151,14 +198,16 @@ def test_ctrl_c_finishes_the_step_and_saves(data, tmp_path, monkeypatch):
     assert signal.getsignal(signal.SIGINT) is handler                     # handler restored
 
 
-def test_d_runs_once_per_d_step_and_once_per_g_step(data):
-    trainer = make(data)
+@pytest.mark.parametrize("mode, views", [("augmented", 4), ("official", 4), ("paper", 6)])
+def test_d_runs_once_per_d_step_and_once_per_g_step(data, mode, views):
+    trainer = make(data, bcr_mode=mode)
     calls = []
     trainer.D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     u_of = lambda t: t.D.blocks[0].mlp.net[0].parametrizations.weight[0].u   # a power-iteration vector
     u = u_of(trainer).clone()
     trainer.train_step()
-    assert calls == [4 * 4, 4]            # [A(x), A(G(z)), T(x), T(G(z))] in one pass, then the G step
+    # e.g. [A(x), A(G(z)), T(x), T(G(z))] in one pass (paper: x and G(z) too), then the G step
+    assert calls == [views * 4, 4]
     d_step_only = make(data)
     d_step_only.discriminator_losses(load_batch(data, torch.arange(4)), torch.zeros(4, 3, 32, 32))
     assert not torch.equal(u, u_of(trainer))                 # u refined in the D step...
@@ -183,3 +232,60 @@ def test_compile_trains_with_the_losses_of_eager(data):
     for eager, compiled in zip(runs[False], runs[True]):
         assert compiled["loss_D"] == pytest.approx(eager["loss_D"], rel=1e-4)
         assert compiled["loss_G"] == pytest.approx(eager["loss_G"], rel=1e-4)
+
+
+@pytest.mark.parametrize("mode", ["augmented", "official", "paper"])
+def test_bcr_modes_match_their_formulas_by_hand(data, mode):
+    trainer = make(data, bcr_mode=mode, lambda_real=3.0, lambda_fake=0.5)
+    cfg, B = trainer.tcfg, 4
+    real = load_batch(data, torch.arange(B))
+    with torch.no_grad():
+        fake = trainer.G(trainer.latents(B))
+    torch.manual_seed(1)
+    terms = trainer.discriminator_losses(real, fake)
+    # by hand, with the same random draws in the same order: A first, then the second view
+    torch.manual_seed(1)
+    A = lambda images: diff_augment(images, cfg.augment, cfg.augment_p)
+    T = lambda images: diff_augment(images, cfg.bcr_policy)
+    images = torch.cat([real, fake])
+    a = A(images)
+    u, v = {"augmented": lambda: (a, T(images)),            # D(A(x)) vs D(T(x))
+            "official": lambda: (a, A(images)),              # D(A(x)) vs D(A'(x)), a second draw
+            "paper": lambda: (images, T(images))}[mode]()    # D(x) vs D(T(x)), clean images
+    with torch.no_grad(), power_iteration_frozen(trainer.D):     # u as refined by the trainer's one pass
+        d = lambda image: trainer.D(image[None]).item()          # one image at a time
+        real_term = sum((d(u[i]) - d(v[i])) ** 2 for i in range(B)) / B
+        fake_term = sum((d(u[B + i]) - d(v[B + i])) ** 2 for i in range(B)) / B
+        adv = sum(softplus(-d(a[i])) + softplus(d(a[B + i])) for i in range(B)) / B
+    assert terms["bcr"].item() == pytest.approx(3.0 * real_term + 0.5 * fake_term, rel=1e-4)
+    assert terms["adv"].item() == pytest.approx(adv, rel=1e-5)
+
+
+def test_hflip_mirrors_about_half_the_real_images_exactly(data):
+    trainer = make(data, hflip=True)
+    order = DataOrder(len(data), 4, TINY.seed)                 # the same order, to know the indices
+    rng = torch.get_rng_state()
+    flipped = []
+    for _ in range(6):                                         # one epoch of 24 images
+        indices = order.next_indices()
+        clean, real = load_batch(data, indices), trainer.real_batch()
+        flips = order.flips(indices)
+        assert torch.equal(real[flips], clean[flips].flip(-1)) and torch.equal(real[~flips], clean[~flips])
+        assert (clean[flips] != clean[flips].flip(-1)).flatten(1).any(1).all()   # a visible mirror
+        flipped.append(flips)
+    assert torch.equal(torch.get_rng_state(), rng)             # no draw from the global RNG
+    assert 0 < torch.cat(flipped).sum() < 24
+    coins = DataOrder(10_000, 100, seed=0).flips(torch.arange(10_000))   # epoch 0, every image
+    assert abs(coins.float().mean().item() - 0.5) < 4 * 0.005          # 4 binomial standard deviations
+    # the coins come after the permutation from its generator: the order of earlier runs is unchanged
+    assert torch.equal(DataOrder(10, 3, seed=5).permutation(2),
+                       torch.randperm(10, generator=torch.Generator().manual_seed(5 * 1_000_003 + 2)))
+
+
+def test_config_from_an_older_checkpoint_keeps_its_recipe():
+    fields = dataclasses.asdict(TINY)
+    assert TrainConfig.from_dict(fields) == TINY
+    for name in ("hflip", "bcr_mode", "ema_start_images", "ema_warmup"):
+        fields.pop(name)                                      # a run saved before these fields
+    old = TrainConfig.from_dict(fields)
+    assert (old.hflip, old.bcr_mode, old.ema_warmup) == (False, "augmented", "torch_ema")

@@ -100,7 +100,11 @@ class _Attention(nn.Module):
 
 
 class MultiHeadAttention(_Attention):
-    """Dot-product attention. x (B, N, dim) -> (B, N, dim) [, attn (B, heads, N, N)]."""
+    """Dot-product attention. x (B, N, dim) -> (B, N, dim) [, attn (B, heads, N, N)].
+
+    The key third of `to_qkv`'s bias adds q_i . b_k to a whole softmax row, which cancels: its true
+    gradient is zero. It stays, so that saved generators (dot attention) keep loading.
+    """
 
     def __init__(self, dim: int, heads: int, *, linear: Linear = nn.Linear, fused: bool = True):
         super().__init__(dim, heads, linear, fused)
@@ -117,11 +121,15 @@ class MultiHeadAttention(_Attention):
 
 
 class L2MultiHeadAttention(_Attention):
-    """L2 attention with tied W_q = W_k. x (B, N, dim) -> (B, N, dim) [, attn (B, heads, N, N)]."""
+    """L2 attention with tied W_q = W_k. x (B, N, dim) -> (B, N, dim) [, attn (B, heads, N, N)].
+
+    The tied projection has no bias (as in the official code): q_i - k_j = W(x_i - x_j), a shared
+    bias cancels in the difference, so its true gradient is zero and it would never learn.
+    """
 
     def __init__(self, dim: int, heads: int, *, linear: Linear = nn.Linear, fused: bool = True):
         super().__init__(dim, heads, linear, fused)
-        self.to_qk = linear(dim, dim)   # one projection for queries and keys (tied)
+        self.to_qk = linear(dim, dim, bias=False)   # one projection for queries and keys (tied), no bias
         self.to_v = linear(dim, dim)
 
     def qkv(self, x):

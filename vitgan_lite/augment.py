@@ -9,8 +9,12 @@ separated list of groups; each group is a list of ops applied in order:
     cutout      a zeroed square of half the size at a random position
     scale       isotropic zoom by U(0.75, 1.25), bilinear, zero fill (ViTGAN adds scaling; ours: range)
 
-Each op is applied to each image independently with probability `p` (1.0 is DiffAugment's
-default; the paper uses 0.8 -- unverified). Images are (B, C, H, W) in [-1, 1].
+Each op is applied to each image independently with a probability: the one written after the
+group's name ("cutout:0.3"), else `p` (each op of a group, e.g. the three colour ops, draws its own
+coin). p = 1 is DiffAugment's default; the official ViTGAN code (mlpc-ucsd/ViTGAN,
+third_party/diffaug.py) uses 0.8 for colour and translation and 0.3 for cutout, i.e.
+"color,translation,cutout:0.3" with p = 0.8. (Its "translation" also mirrors each image with
+p = 0.45; here flips belong to the real data only: TrainConfig.hflip.) Images are (B, C, H, W) in [-1, 1].
 """
 from __future__ import annotations
 
@@ -76,24 +80,50 @@ AUGMENTATIONS = {
 }
 
 
-def parse_policy(policy: str) -> list[str]:
-    """'color, translation' -> ['color', 'translation']; ValueError on an unknown name."""
-    names = [name.strip() for name in policy.split(",") if name.strip()]
-    unknown = [name for name in names if name not in AUGMENTATIONS]
+def _probability(item: str, text: str) -> float:
+    """The probability written after ':' in a policy item: ("cutout:0.3", "0.3") -> 0.3."""
+    try:
+        prob = float(text)
+    except ValueError:
+        prob = float("nan")
+    if not 0.0 <= prob <= 1.0:                                            # also false for nan
+        raise ValueError(f"DiffAugment policy item {item!r}: the probability after ':' must be a number "
+                         "in [0, 1], e.g. 'cutout:0.3'")
+    return prob
+
+
+def parse_ops(policy: str, p: float = 1.0) -> list[tuple[str, float]]:
+    """'color, cutout:0.3' -> [('color', p), ('cutout', 0.3)]; ValueError on an unknown name or a bad probability."""
+    items = [item.strip() for item in policy.split(",") if item.strip()]
+    ops = []
+    for item in items:
+        name, colon, text = (part.strip() for part in item.partition(":"))
+        ops.append((name, _probability(item, text) if colon else p))
+    unknown = [name for name, _ in ops if name not in AUGMENTATIONS]
     if unknown:
         raise ValueError(f"unknown DiffAugment policy {unknown}; known: {sorted(AUGMENTATIONS)}")
-    return names
+    return ops
+
+
+def parse_policy(policy: str) -> list[str]:
+    """'color, translation, cutout:0.3' -> ['color', 'translation', 'cutout']; ValueError as parse_ops."""
+    return [name for name, _ in parse_ops(policy)]
+
+
+def with_probability(op, x: torch.Tensor, p: float) -> torch.Tensor:
+    """op(x) for each image with probability p: a keep coin per image, then a blend (p >= 1: no coin)."""
+    if p >= 1.0:
+        return op(x)
+    keep = (_rand(x, 1, 1, 1) < p).to(x.dtype)                          # (B, 1, 1, 1)
+    return keep * op(x) + (1 - keep) * x
 
 
 def diff_augment(x: torch.Tensor, policy: str = "color,translation,cutout", p: float = 1.0) -> torch.Tensor:
-    """(B, C, H, W) -> (B, C, H, W), each op applied per image with probability p; "" is the identity."""
+    """(B, C, H, W) -> (B, C, H, W). Each op of the policy is applied per image with its own probability
+    ("cutout:0.3") or else p; "" is the identity."""
     if not 0.0 <= p <= 1.0:
         raise ValueError(f"augmentation probability p must be in [0, 1], got {p}")
-    for name in parse_policy(policy):
+    for name, prob in parse_ops(policy, p):
         for op in AUGMENTATIONS[name]:
-            if p >= 1.0:
-                x = op(x)
-            else:
-                keep = (_rand(x, 1, 1, 1) < p).to(x.dtype)             # (B, 1, 1, 1)
-                x = keep * op(x) + (1 - keep) * x
+            x = with_probability(op, x, prob)
     return x

@@ -3,6 +3,8 @@
 Generator block:      h' = MSA(SLN(h, w)) + h,   h_out = MLP(SLN(h', w)) + h'
 Discriminator block:  h' = MSA(LN(h)) + h,       h_out = MLP(LN(h')) + h'
 Both outputs of every block are used (one port dropped the MLP branch, so it never trained).
+MSA is dot-product or L2 attention (attention.py) in both; the generator's attention and MLP layers
+can carry spectral normalization as the official code's do (spectral.py).
 """
 from __future__ import annotations
 
@@ -12,6 +14,9 @@ import torch.nn as nn
 from .attention import L2MultiHeadAttention, Linear, MultiHeadAttention
 from .equalized import EqualLinear
 from .sln import SelfModulatedLayerNorm
+from .spectral import apply_spectral_norm
+
+ATTENTION = {"l2": L2MultiHeadAttention, "dot": MultiHeadAttention}   # config.ATTENTION_KINDS
 
 
 class FeedForward(nn.Module):
@@ -26,14 +31,19 @@ class FeedForward(nn.Module):
 
 
 class GeneratorBlock(nn.Module):
-    """h (B, N, dim), w (B, style_dim) -> (B, N, dim). Equalized-lr linear layers throughout."""
+    """h (B, N, dim), w (B, style_dim) -> (B, N, dim). Equalized-lr linear layers throughout.
 
-    def __init__(self, dim: int, heads: int, mlp_dim: int, style_dim: int):
+    attention: "dot" (paper) or "l2" (official code). spectral_norm: "none" (paper), "isn" (official
+    code) or "sn", on the attention and MLP layers, not on the SLN maps of w (as in the official code).
+    """
+
+    def __init__(self, dim: int, heads: int, mlp_dim: int, style_dim: int, attention: str = "dot",
+                 spectral_norm: str = "none"):
         super().__init__()
         self.norm1 = SelfModulatedLayerNorm(dim, style_dim)
-        self.attn = MultiHeadAttention(dim, heads, linear=EqualLinear)
+        self.attn = apply_spectral_norm(ATTENTION[attention](dim, heads, linear=EqualLinear), spectral_norm)
         self.norm2 = SelfModulatedLayerNorm(dim, style_dim)
-        self.mlp = FeedForward(dim, mlp_dim, linear=EqualLinear)
+        self.mlp = apply_spectral_norm(FeedForward(dim, mlp_dim, linear=EqualLinear), spectral_norm)
 
     def forward(self, h: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         h = h + self.attn(self.norm1(h, w))
@@ -45,9 +55,8 @@ class DiscriminatorBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int, mlp_dim: int, attention: str = "l2", fused: bool = True):
         super().__init__()
-        attention_cls = L2MultiHeadAttention if attention == "l2" else MultiHeadAttention
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = attention_cls(dim, heads, fused=fused)
+        self.attn = ATTENTION[attention](dim, heads, fused=fused)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = FeedForward(dim, mlp_dim)
 

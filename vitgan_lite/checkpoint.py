@@ -33,6 +33,11 @@ def checkpoint_path(out_dir: str | Path, step: int) -> Path:
     return Path(out_dir) / f"ckpt_{step:07d}.pt"
 
 
+def checkpoint_step(path: str | Path) -> int:
+    """The step in a checkpoint's file name, ckpt_<step>.pt."""
+    return int(CHECKPOINT_RE.match(Path(path).name).group(1))
+
+
 def rng_state() -> dict:
     """Every random generator a training step draws from, as tensors and plain numbers."""
     kind, keys, pos, has_gauss, cached = np.random.get_state()

@@ -16,7 +16,10 @@ from dataclasses import dataclass
 ATTENTION_KINDS = ("l2", "dot")
 SPECTRAL_NORM_KINDS = ("isn", "sn", "none")
 DECODER_ACTIVATIONS = ("leaky_relu", "sine")
+COORDINATE_KINDS = ("cell", "linspace")   # fourier.coordinate_axis
 PRECISIONS = ("fp32", "bf16", "fp16", "auto")
+BCR_MODES = ("augmented", "official", "paper")   # bcr.py
+EMA_WARMUPS = ("official", "torch_ema")         # ema.py
 
 
 def _check_positive(cfg, names):
@@ -64,6 +67,10 @@ class GeneratorConfig:
     decoder_depth: int = 2         # paper: 2-layer MLP f_theta (2 modulated hidden layers + modulated RGB layer)
     decoder_activation: str = "leaky_relu"  # official code; paper cites SIREN (sine) -- unverified, so an option
     demodulate: bool = True        # official code demodulates hidden decoder layers; paper unverified
+    attention: str = "dot"         # paper: L2 attention is the discriminator's; official code: "l2" in G too
+    spectral_norm: str = "none"    # paper: SN/ISN are the discriminator's; official code: "isn" in G's blocks
+    coordinates: str = "cell"      # ours: cell-centred pixel grids, same square at any render size;
+                                   # "linspace" = official code and generators saved before this field
 
     def __post_init__(self):
         _check_positive(self, ("image_size", "channels", "patch_size", "latent_dim", "style_dim",
@@ -72,6 +79,9 @@ class GeneratorConfig:
         if not self.mapping_lr_mul > 0:
             raise ValueError(f"GeneratorConfig.mapping_lr_mul must be > 0, got {self.mapping_lr_mul!r}")
         _check_choice(self, "decoder_activation", DECODER_ACTIVATIONS)
+        _check_choice(self, "attention", ATTENTION_KINDS)
+        _check_choice(self, "spectral_norm", SPECTRAL_NORM_KINDS)
+        _check_choice(self, "coordinates", COORDINATE_KINDS)
         _check_patches(self)
 
     @property
@@ -90,9 +100,26 @@ class GeneratorConfig:
         return cls(latent_dim=64, style_dim=64, mapping_depth=2, dim=64, depth=2, heads=4,
                    mlp_dim=128, decoder_dim=32)
 
+    @classmethod
+    def small(cls) -> "GeneratorConfig":
+        """Same architecture, sized for CPU studies: ~0.6 s per step (batch 32, one core), so a recipe
+        gets ~2,400 steps in 25 CPU-minutes (G 0.54M parameters)."""
+        return cls(latent_dim=128, style_dim=128, mapping_depth=4, dim=128, depth=2, heads=4,
+                   mlp_dim=256, decoder_dim=64)
+
     def replace(self, **changes) -> "GeneratorConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
+
+    @classmethod
+    def from_dict(cls, fields: dict) -> "GeneratorConfig":
+        """A GeneratorConfig from a saved dict (checkpoint, generator file).
+
+        Generators saved before the `coordinates` field were trained on linspace grids: a dict
+        without it gets "linspace", so they render exactly as before. The fields added with it
+        (attention, spectral_norm) default to what those generators had.
+        """
+        return cls(**{"coordinates": "linspace", **fields})
 
 
 @dataclass(frozen=True)
@@ -137,6 +164,11 @@ class DiscriminatorConfig:
         """Same architecture, CPU-sized."""
         return cls(dim=64, depth=2, heads=4, mlp_dim=128)
 
+    @classmethod
+    def small(cls) -> "DiscriminatorConfig":
+        """Same architecture, sized for CPU studies (pairs with GeneratorConfig.small())."""
+        return cls(dim=128, depth=2, heads=4, mlp_dim=256)
+
     def replace(self, **changes) -> "DiscriminatorConfig":
         """A copy with some fields changed (validated again)."""
         return dataclasses.replace(self, **changes)
@@ -168,14 +200,22 @@ class TrainConfig:
     betas: tuple = (0.0, 0.99)     # paper: Adam(beta1 = 0, beta2 = 0.99)
     warmup_steps: int = 3000       # official code: linear lr warm-up over 3k steps; 0 = off
     steps: int = 400_000           # ours: the images of the official 800k steps at batch 64
-    augment: str = "color,translation,cutout,scale"  # paper: DiffAugment + scaling; "" = off (ablation)
-    augment_p: float = 0.8         # paper: each op with probability 0.8 (unverified)
+    augment: str = "color,translation,cutout:0.3,scale"  # paper: DiffAugment + scaling; official: cutout
+                                   # with p = 0.3 ("op:p", augment.py); "" = off (ablation)
+    augment_p: float = 0.8         # paper (unverified) and official: the p of every op without ":p"
+    hflip: bool = True             # official: cifar10_hflip, real images mirrored with p = 1/2 (data_order.py)
     bcr: bool = True               # paper: balanced consistency regularization (False: ablation)
-    bcr_policy: str = "translation"  # ours: T of bCR (the bCR paper: small shifts and flips)
+    bcr_mode: str = "augmented"    # ours: D(A(x)) vs D(T(x)); "official": D(A(x)) vs D(A'(x)) (2nd DiffAugment
+                                   # draw); "paper": D(x) vs D(T(x)) on clean x. See bcr.py
+    bcr_policy: str = "translation"  # ours: T of bCR, modes augmented/paper (bCR paper: small shifts and flips)
     lambda_real: float = 10.0      # paper: lambda_real = 10 (official code: 1 with its CNN D)
     lambda_fake: float = 10.0      # paper: lambda_fake = 10
     r1_gamma: float = 0.0          # paper: no R1 with the ViT discriminator; > 0 turns it on
     ema_half_life_images: int = 1_000_000  # official code (paper does not state the EMA decay)
+    ema_start_images: int | None = None  # official: G_ema is a copy of G until then; None = one half-life
+                                   # (official ema_start_k defaults to halflife_k: 1M images here)
+    ema_warmup: str = "official"   # official: copy G, then the constant decay; "torch_ema": min(decay,
+                                   # (1+n)/(10+n)), how runs before this field trained. See ema.py
     precision: str = "auto"        # ours: fp32 | bf16 | fp16 | auto (bf16 or fp16 on a GPU, fp32 on CPU)
     compile: bool = False          # ours: torch.compile G and D (GPU speed-up; works on CPU, slow to build)
     sample_every: int = 5000       # ours: steps between sample grids
@@ -192,20 +232,24 @@ class TrainConfig:
         _check_positive(self, ("batch_size", "steps", "ema_half_life_images", "sample_every",
                                "checkpoint_every", "keep_checkpoints", "log_every", "n_samples"))
         _check_non_negative(self, ("warmup_steps", "lambda_real", "lambda_fake", "r1_gamma", "seed"))
+        if self.ema_start_images is not None:
+            _check_non_negative(self, ("ema_start_images",))
         if not (isinstance(self.lr, (int, float)) and self.lr > 0):
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         _check_fraction(self, "augment_p")
         _check_choice(self, "precision", PRECISIONS)
+        _check_choice(self, "bcr_mode", BCR_MODES)
+        _check_choice(self, "ema_warmup", EMA_WARMUPS)
         for name in ("augment", "bcr_policy"):
             try:
                 parse_policy(getattr(self, name))
             except ValueError as exc:
                 raise ValueError(f"TrainConfig.{name}: {exc}") from None
-        if self.bcr and not parse_policy(self.bcr_policy):
-            raise ValueError("TrainConfig.bcr_policy is empty while bcr=True; give bCR a transform "
-                             "(e.g. 'translation') or set bcr=False")
+        if self.bcr and self.bcr_mode != "official" and not parse_policy(self.bcr_policy):
+            raise ValueError(f"TrainConfig.bcr_policy is empty while bcr=True (mode {self.bcr_mode!r}); give "
+                             "bCR a transform (e.g. 'translation'), use bcr_mode='official' or set bcr=False")
 
     @property
     def ema_decay(self) -> float:
@@ -223,11 +267,18 @@ class TrainConfig:
 
         A tiny D cannot hold its own against the paper's regularisation: with lambda = 10 and all
         four augmentations at p = 0.8 its loss sat at log 4 (chance) for 1500 steps on CIFAR-10.
-        So: lambda = 1 (the official code's value), no scaling, each op with p = 0.5.
+        So: lambda = 1 (the official code's value), no scaling, each op with p = 0.5. No flips of the
+        real data (ours: the tiny runs and the pretrained tiny generator were trained without). The
+        EMA starts after one half-life as officially: 5000 images, step 156 of 3000.
         """
         return cls(batch_size=32, warmup_steps=0, steps=3000, ema_half_life_images=5000,
-                   augment="color,translation,cutout", augment_p=0.5, lambda_real=1.0, lambda_fake=1.0,
+                   augment="color,translation,cutout", augment_p=0.5, hflip=False, lambda_real=1.0, lambda_fake=1.0,
                    sample_every=250, checkpoint_every=250, log_every=1, n_samples=64)
+
+    @classmethod
+    def small(cls) -> "TrainConfig":
+        """The CPU recipe for the small preset (batch 32, one core); see results/ for how it was chosen."""
+        return cls.tiny().replace(steps=6000, ema_half_life_images=10_000, log_every=10)
 
     def replace(self, **changes) -> "TrainConfig":
         """A copy with some fields changed (validated again)."""
@@ -235,8 +286,13 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, fields: dict) -> "TrainConfig":
-        """A TrainConfig from a checkpoint's dict; older runs stored `bf16: bool` for `precision`."""
-        fields = dict(fields)
+        """A TrainConfig from a checkpoint's dict, which may be older than some fields.
+
+        Older runs stored `bf16: bool` for `precision`. Runs saved before `hflip`, `bcr_mode` and
+        `ema_warmup` existed trained without flips, with bCR "augmented" and torch-ema's warm-up: a
+        dict without those fields gets those values, so such a run resumes exactly as it trained.
+        """
+        fields = {"hflip": False, "bcr_mode": "augmented", "ema_warmup": "torch_ema", **fields}
         if "bf16" in fields:
             fields["precision"] = "bf16" if fields.pop("bf16") else "fp32"
         return cls(**fields)

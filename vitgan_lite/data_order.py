@@ -4,6 +4,12 @@ Epoch e visits the dataset in a permutation seeded by (seed, e); the position in
 all a checkpoint needs to continue with exactly the next batch. Under torchrun every process
 walks the same global order and takes its own disjoint slice of each global batch (rank r of N:
 images [r B/N, (r+1) B/N) of the batch), so together they see what one process would.
+
+Horizontal flips of the real data (TrainConfig.hflip; official: the `cifar10_hflip` dataset) are
+part of the order too: in epoch e each image is mirrored with probability 1/2, a coin drawn from
+the same (seed, e) generator as the permutation. So flips take no draw from the global RNG (turning
+them on changes no other random number of a run), need nothing in a checkpoint, and are the same
+under any number of processes.
 """
 from __future__ import annotations
 
@@ -13,7 +19,8 @@ from .data import TensorImages, to_signed
 
 
 class DataOrder:
-    """Batches of indices: epoch e visits the data in a permutation seeded by (seed, e).
+    """Batches of indices: epoch e visits the data in a permutation seeded by (seed, e), and mirrors
+    each image or not by a coin from the same generator.
 
     The last incomplete batch of an epoch is dropped. `state_dict` is the position, so a resumed
     run continues with exactly the next batch. `batch_size` is the global batch; process `rank` of
@@ -31,13 +38,19 @@ class DataOrder:
         self.share = batch_size // world_size
         self.start = rank * self.share                 # this process's slice of each global batch
         self.epoch, self.position = 0, 0
-        self._cache = (None, None)
+        self._cache = (None, None, None)
 
-    def permutation(self, epoch: int) -> torch.Tensor:
+    def _draws(self, epoch: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Epoch e's permutation (n,) and mirror coins (n,) bool, from one generator seeded by (seed, e)."""
         if self._cache[0] != epoch:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
-            self._cache = (epoch, torch.randperm(self.n, generator=gen))
-        return self._cache[1]
+            order = torch.randperm(self.n, generator=gen)
+            mirrored = torch.rand(self.n, generator=gen) < 0.5            # drawn after: order unchanged
+            self._cache = (epoch, order, mirrored)
+        return self._cache[1], self._cache[2]
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        return self._draws(epoch)[0]
 
     def next_indices(self) -> torch.Tensor:
         if self.position + self.batch_size > self.n:
@@ -46,6 +59,10 @@ class DataOrder:
         indices = self.permutation(self.epoch)[first:first + self.share]   # (batch_size / world_size,)
         self.position += self.batch_size
         return indices
+
+    def flips(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B,) bool: which images of the batch `next_indices` just returned are mirrored (p = 1/2 each)."""
+        return self._draws(self.epoch)[1][indices]
 
     def state_dict(self) -> dict:
         return {"epoch": self.epoch, "position": self.position}
@@ -59,3 +76,9 @@ def load_batch(dataset, indices: torch.Tensor) -> torch.Tensor:
     if isinstance(dataset, TensorImages):
         return to_signed(dataset.images[indices])
     return torch.stack([dataset[i] for i in indices.tolist()])
+
+
+def mirror(images: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) -> (B, C, H, W): image b mirrored left-right where flips[b] (B,) is True."""
+    flips = flips.to(images.device, non_blocking=True).view(-1, 1, 1, 1)   # (B, 1, 1, 1); GPU: no host wait
+    return torch.where(flips, images.flip(-1), images)

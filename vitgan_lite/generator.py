@@ -30,10 +30,11 @@ class Generator(nn.Module):
         self.mapping = MappingNetwork(cfg.latent_dim, cfg.style_dim, cfg.mapping_depth, cfg.mapping_lr_mul)
         self.pos_embedding = FourierFeatures(cfg.dim)  # E_pos
         self.blocks = nn.ModuleList(
-            GeneratorBlock(cfg.dim, cfg.heads, cfg.mlp_dim, cfg.style_dim) for _ in range(cfg.depth))
+            GeneratorBlock(cfg.dim, cfg.heads, cfg.mlp_dim, cfg.style_dim, cfg.attention, cfg.spectral_norm)
+            for _ in range(cfg.depth))
         self.norm_out = SelfModulatedLayerNorm(cfg.dim, cfg.style_dim)
         self.decoder = ImplicitPatchDecoder(cfg.dim, cfg.decoder_dim, cfg.decoder_depth, cfg.patch_size,
-                                            cfg.channels, cfg.decoder_activation, cfg.demodulate)
+                                            cfg.channels, cfg.decoder_activation, cfg.demodulate, cfg.coordinates)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.synthesize(self.style(z))
@@ -62,10 +63,12 @@ class Generator(nn.Module):
         """w (B, style_dim) -> (B, C, H', W'), H' = (H / P) * patch_resolution (default P).
 
         A patch_resolution above P renders every patch on a finer pixel grid: the implicit
-        decoder is a function of continuous coordinates.
+        decoder is a function of continuous coordinates. With cfg.coordinates "cell" every
+        resolution covers the same square of each patch; "linspace" (older generators) covers less
+        of it at a higher resolution (fourier.coordinate_axis).
         """
         side = self.cfg.image_size // self.cfg.patch_size
-        coords = coordinate_grid(side, device=w.device).to(w.dtype)         # (L, 2) patch centres
+        coords = coordinate_grid(side, self.cfg.coordinates, device=w.device).to(w.dtype)  # (L, 2) patch centres
         h = self.pos_embedding(coords).unsqueeze(0).expand(w.shape[0], -1, -1)  # (B, L, D)
         for block in self.blocks:
             h = block(h, w)                                                # (B, L, D)

@@ -15,6 +15,9 @@ losses at the same steps (averaged over the processes there), and all stop after
 
 `max_seconds` stops a run early, cleanly, after the step that exhausts the time budget (a notebook
 on a GPU trains "for two hours" instead of blocking for days); `--resume` continues it later.
+
+A run continues only into its own folder: one holding checkpoints past the trainer's step (a
+longer run) is refused before anything is written, and a log line torn by a hard kill is dropped.
 """
 from __future__ import annotations
 
@@ -23,13 +26,26 @@ import json
 import os
 import signal
 import time
+import warnings
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from . import distributed
-from .checkpoint import checkpoint_path, prune_checkpoints, save_checkpoint
+from .checkpoint import (CheckpointError, checkpoint_path, checkpoint_step, list_checkpoints,
+                         load_checkpoint, prune_checkpoints, save_checkpoint)
 from .sample import save_grid
+
+
+class RunFolderError(ValueError):
+    """A run folder this trainer must not write into: a longer run's checkpoints, a corrupt log."""
+
+
+class History(list):
+    """The logs (dicts of Python numbers) of the steps one call trained, and why it stopped:
+    `status` is 'done', 'interrupted' (Ctrl-C) or 'time budget reached'."""
+
+    status = "done"
 
 
 @contextlib.contextmanager
@@ -62,11 +78,60 @@ def append_log(path: Path, logs: dict) -> None:
         f.write(json.dumps(logs) + "\n")
 
 
+def read_log_line(line: str) -> dict | None:
+    """One line of log.jsonl as a dict with a step, or None if it is not one."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return entry if isinstance(entry, dict) and isinstance(entry.get("step"), int) else None
+
+
 def truncate_log(path: Path, step: int) -> None:
-    """Drop log lines after `step` (written by a run that stopped after its last checkpoint)."""
-    if path.is_file():
-        lines = [line for line in path.read_text().splitlines() if line.strip()]
-        path.write_text("".join(line + "\n" for line in lines if json.loads(line)["step"] <= step))
+    """Drop log lines after `step` (written by a run that stopped after its last checkpoint).
+
+    A hard kill can leave a torn last line (part of a JSON object, no newline): it is dropped with
+    a warning. An unreadable line before the last is not a torn write: RunFolderError names it.
+    """
+    if not path.is_file():
+        return
+    text = path.read_text()
+    numbered = [(n, line) for n, line in enumerate(text.splitlines(), 1) if line.strip()]
+    kept = []
+    for i, (n, line) in enumerate(numbered):
+        entry = read_log_line(line)
+        if entry is None and i == len(numbered) - 1:
+            warnings.warn(f"{path}: dropped a torn last line (a write cut off by a hard kill): {line[:60]!r}",
+                          RuntimeWarning, stacklevel=2)
+        elif entry is None:
+            raise RunFolderError(f"{path} line {n} is not a log entry ({line[:60]!r}); "
+                                 "repair or delete that line, then run again")
+        elif entry["step"] <= step:
+            kept.append(line)
+    if len(kept) < len(numbered) or (text and not text.endswith("\n")):  # no next line may join this one
+        tmp = path.with_name(path.name + ".tmp")           # a kill mid-rewrite keeps the old log
+        tmp.write_text("".join(line + "\n" for line in kept))
+        os.replace(tmp, path)
+
+
+def check_no_longer_run(out_dir: Path, step: int) -> None:
+    """Refuse a folder holding readable checkpoints past `step` (a longer run, which pruning and
+    log truncation would destroy). Unreadable ones past `step` (a resume skipped them: load_latest)
+    are renamed to *.pt.corrupt, so that pruning never keeps them over the new checkpoints."""
+    unreadable = []
+    for path in (p for p in list_checkpoints(out_dir) if checkpoint_step(p) > step):
+        try:
+            load_checkpoint(path)
+        except CheckpointError:
+            unreadable.append(path)
+            continue
+        raise RunFolderError(
+            f"{out_dir} holds a longer run (checkpoint {path.name}, past this trainer's step {step}); "
+            "continue it (vitgan-train --resume, or Trainer.from_state) or train into another folder")
+    for path in unreadable:
+        aside = path.with_name(path.name + ".corrupt")
+        os.replace(path, aside)
+        warnings.warn(f"{path} is unreadable: renamed to {aside.name}", RuntimeWarning, stacklevel=2)
 
 
 def format_logs(logs: dict) -> str:
@@ -77,7 +142,9 @@ class RunOutput:
     """The files of one run folder."""
 
     def __init__(self, trainer, out_dir: str | Path):
+        """Check the folder (RunFolderError, before any change) and drop log lines past the step."""
         self.trainer, self.dir = trainer, Path(out_dir)
+        check_no_longer_run(self.dir, trainer.step)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.log_path = self.dir / "log.jsonl"
         truncate_log(self.log_path, trainer.step)
@@ -126,13 +193,27 @@ def read_due(trainer, writes: bool) -> bool:
     return any(step % n == 0 for n in every)
 
 
+def open_output(trainer, out_dir: str | Path | None) -> RunOutput | None:
+    """Process 0's RunOutput (None elsewhere, or without out_dir); if process 0 refuses the folder,
+    every process raises RunFolderError (the others would wait for it forever)."""
+    output, refused = None, None
+    if out_dir is not None and distributed.is_main():
+        try:
+            output = RunOutput(trainer, out_dir)
+        except RunFolderError as exc:
+            refused = exc
+    if distributed.any_rank(refused is not None):
+        raise refused or RunFolderError(f"process 0 refused the run folder {out_dir}")
+    return output
+
+
 def run_training(trainer, steps: int, out_dir: str | Path | None = None,
-                 max_seconds: float | None = None) -> list[dict]:
+                 max_seconds: float | None = None) -> History:
     """Train until trainer.step == steps (the run's total) or `max_seconds` have passed; return the
-    logs (Python numbers) of the steps run here."""
+    logs (Python numbers) of the steps run here, with the reason it stopped (`History.status`)."""
     writes = out_dir is not None
-    output = RunOutput(trainer, out_dir) if writes and distributed.is_main() else None
-    history: list[dict] = []
+    output = open_output(trainer, out_dir)
+    history = History()
     deadline = time.monotonic() + max_seconds if max_seconds is not None else float("inf")
     # tqdm.notebook ignores TQDM_DISABLE unless `disable` is passed: pass it (CI, nbval, logs)
     quiet = os.environ.get("TQDM_DISABLE", "").lower() in ("1", "true", "yes") or not distributed.is_main()
@@ -148,7 +229,7 @@ def run_training(trainer, steps: int, out_dir: str | Path | None = None,
                 if output is not None:
                     output.periodic(history[-1])
         history += [trainer.read_logs(logs) for logs in pending]
-    status = "interrupted" if flag["stop"] else "time budget reached" if trainer.step < steps else "done"
+    history.status = "interrupted" if flag["stop"] else "time budget reached" if trainer.step < steps else "done"
     last = history[-1] if history else None
     if output is not None:
         files = output.finish(last)
@@ -157,5 +238,5 @@ def run_training(trainer, steps: int, out_dir: str | Path | None = None,
         where = ""
     summary = format_logs(last) if last else f"step={trainer.step} (nothing to do)"
     if distributed.is_main():
-        tqdm.write(f"[{status}] {summary}{where}")
+        tqdm.write(f"[{history.status}] {summary}{where}")
     return history

@@ -5,6 +5,7 @@ Non-saturating logistic GAN loss (Goodfellow et al. 2014), written with softplus
     L_G = softplus(-D(G(z)))                         (= -log sigmoid(D(G(z))))
 bCR (Zhao et al. 2021), balanced consistency regularization of D under an augmentation T:
     L_bCR = lambda_real * mean (D(x) - D(T(x)))^2 + lambda_fake * mean (D(G(z)) - D(T(G(z))))^2
+    (which two logits stand for D(x) and D(T(x)) under DiffAugment: TrainConfig.bcr_mode, bcr.py)
 R1 (Mescheder et al. 2018), optional and off by default (the paper finds it hurts a ViT D):
     L_R1 = gamma / 2 * mean ||grad_x D(x)||^2
 

@@ -101,11 +101,12 @@ class ImplicitPatchDecoder(nn.Module):
     """y (B, N, dim) patch embeddings -> (B, N, r*r*channels) pixels, (p1 p2 c) order.
 
     Hidden layers are modulated (and demodulated if `demodulate`); the RGB layer is modulated but
-    never demodulated (as in StyleGAN2's toRGB), so the output scale can be learned.
+    never demodulated (as in StyleGAN2's toRGB), so the output scale can be learned. `coordinates`
+    is the kind of pixel grid E_fou is evaluated on (fourier.coordinate_axis).
     """
 
     def __init__(self, dim: int, hidden_dim: int, depth: int, patch_size: int, channels: int = 3,
-                 activation: str = "leaky_relu", demodulate: bool = True):
+                 activation: str = "leaky_relu", demodulate: bool = True, coordinates: str = "cell"):
         super().__init__()
         self.fourier = FourierFeatures(dim)  # E_fou
         widths = [dim] + [hidden_dim] * depth
@@ -114,7 +115,7 @@ class ImplicitPatchDecoder(nn.Module):
         )
         self.to_rgb = ModulatedLinear(hidden_dim, channels, style_dim=dim, demodulate=False)
         self.act, self.activation = _activation(activation), activation
-        self.patch_size = patch_size
+        self.patch_size, self.coordinates = patch_size, coordinates
 
     def hidden_layer(self, layer: ModulatedLinear, h: torch.Tensor, style: torch.Tensor,
                      scale: torch.Tensor | float | None):
@@ -135,7 +136,8 @@ class ImplicitPatchDecoder(nn.Module):
         r = resolution or self.patch_size
         b, n, _ = y.shape
         style = rearrange(y, "b n d -> (b n) d")                          # (B*N, dim): one style per patch
-        h = self.fourier(coordinate_grid(r, device=y.device).to(y.dtype))  # (r*r, dim): E_fou, shared by all
+        grid = coordinate_grid(r, self.coordinates, device=y.device).to(y.dtype)   # (r*r, 2)
+        h = self.fourier(grid)                                            # (r*r, dim): E_fou, shared by all
         scale = None                                                      # per-channel factor h still owes
         for layer in self.hidden:
             h, scale = self.hidden_layer(layer, h, style, scale)           # h * scale: (B*N, r*r, hidden)

@@ -61,7 +61,7 @@ def _from_slim(path: Path, slim: dict, device) -> tuple[Generator, dict]:
         raise ValueError(f"{path} is not a {FORMAT!r} generator file (format {slim.get('format')!r}, keys "
                          f"{sorted(map(str, slim))}): upgrade vitgan_lite or re-export the generator")
     def build():
-        G = Generator(GeneratorConfig(**slim["config"]))
+        G = Generator(GeneratorConfig.from_dict(slim["config"]))
         G.load_state_dict(slim["state_dict"])
         return G.to(device).eval().requires_grad_(False)
     return _built(path, build), dict(slim["meta"])

@@ -51,7 +51,7 @@ def ema_generator_from_checkpoint(source: str | Path, device: str | torch.device
 
 def ema_generator_from_state(state: dict, device: str | torch.device = "cpu") -> Generator:
     """The EMA generator (eval mode, no gradients) of an already loaded training checkpoint."""
-    G = Generator(GeneratorConfig(**state["configs"]["generator"]))
+    G = Generator(GeneratorConfig.from_dict(state["configs"]["generator"]))
     G.load_state_dict(state["G_ema"])
     return G.to(device).eval().requires_grad_(False)
 

@@ -1,17 +1,18 @@
 """ViTGAN's training step and the `Trainer` that holds everything a run needs.
 
 One `train_step`:
-  D step  real x and fake G(z) through DiffAugment A and (for bCR) through T: one D pass on the
-          concatenation [A(x), A(G(z)), T(x), T(G(z))];
+  data    the next real batch x of the data order, half of it mirrored if hflip (official).
+  D step  real x and fake G(z) through DiffAugment A, plus the views bCR compares: one D pass on
+          the concatenation, e.g. [A(x), A(G(z)), T(x), T(G(z))];
           L_D = softplus(D(A(G(z)))) + softplus(-D(A(x)))
-              + bCR: lambda_real (D(A(x)) - D(T(x)))^2 + lambda_fake (D(A(G(z))) - D(T(G(z))))^2
+              + bCR: lambda_real (D(U(x)) - D(V(x)))^2 + lambda_fake (the same for G(z)), the two
+                views set by `bcr_mode` (bcr.py): "augmented" (default) U = A, V = T = `bcr_policy`;
+                "official" U = A, V = a second DiffAugment draw A'; "paper" U = identity, V = T
               + optional R1 on the real images.
-          D(x) of the bCR formula is the logit the adversarial loss already computed (our
-          reading; it saves two D passes, and is exact when DiffAugment is off), T an independent
-          transform of the clean images (`bcr_policy`).
   G step  L_G = softplus(-D(A(G(z)))) with fresh z, gradients through the augmented D (D's
           weights frozen, its spectral-norm power iteration too: refined once per step).
-  EMA     shadow weights of G (torch-ema), decay from a half-life in images.
+  EMA     shadow weights of G, decay from a half-life in images, a copy of G until the start
+          (ema.py: official schedule, or torch-ema's warm-up).
 
 What touches the step from the side lives in its own module: precision (fp32/bf16/fp16 autocast
 and loss scaling) in precision.py, several processes (torchrun, DDP, each process's share of the
@@ -36,13 +37,15 @@ from torch_ema import ExponentialMovingAverage
 
 from . import distributed
 from .augment import diff_augment
+from .bcr import balanced_consistency, bcr_views
 from .checkpoint import rng_state, set_rng_state
 from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
-from .data_order import DataOrder, load_batch
+from .data_order import DataOrder, load_batch, mirror
 from .discriminator import Discriminator
+from .ema import ema_decay_at, update_ema
 from .generator import Generator
 from .loop import run_training
-from .losses import bcr_loss, d_logistic_loss, g_logistic_loss, r1_penalty
+from .losses import d_logistic_loss, g_logistic_loss, r1_penalty
 from .precision import Precision
 from .spectral import power_iteration_frozen
 
@@ -86,7 +89,8 @@ class Trainer:
         self.G = Generator(gcfg).to(self.device)
         self.D = Discriminator(dcfg).to(self.device)
         self.G_ema = copy.deepcopy(self.G).eval().requires_grad_(False)
-        self.ema = ExponentialMovingAverage(self.G.parameters(), decay=tcfg.ema_decay)
+        # torch-ema holds the shadow weights; update_ema applies the decay of each step (ema.py)
+        self.ema = ExponentialMovingAverage(self.G.parameters(), decay=tcfg.ema_decay, use_num_updates=False)
         assert len(self.ema.shadow_params) == len(list(self.G.parameters())) > 0, "EMA must track every G weight"
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg.lr, betas=tcfg.betas)
         self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg.lr, betas=tcfg.betas)
@@ -103,7 +107,14 @@ class Trainer:
         self.d_forward_frozen = compiled(self.D) if distributed.world_size() > 1 else self.d_forward
 
     def augment(self, images: torch.Tensor) -> torch.Tensor:
+        """DiffAugment A: (N, C, H, W) -> (N, C, H, W), each op with its probability."""
         return diff_augment(images, self.tcfg.augment, self.tcfg.augment_p)
+
+    def real_batch(self) -> torch.Tensor:
+        """The next real images (B, C, H, W) of the data order; with hflip, those it mirrors mirrored."""
+        indices = self.data_order.next_indices()
+        real = load_batch(self.dataset, indices).to(self.device)
+        return mirror(real, self.data_order.flips(indices)) if self.tcfg.hflip else real
 
     def latents(self, n: int) -> torch.Tensor:
         return torch.randn(n, self.gcfg.latent_dim, device=self.device)
@@ -126,16 +137,16 @@ class Trainer:
         images = torch.cat([real, fake])                                  # (2B, C, H, W)
         views = [self.augment(images)]                                    # A(x), A(G(z))
         if cfg.bcr:
-            views.append(diff_augment(images, cfg.bcr_policy))            # T(x), T(G(z))
+            views += bcr_views(images, cfg.bcr_mode, self.augment, cfg.bcr_policy)  # e.g. T(x), T(G(z))
         # R1 differentiates D's gradient again; fused attention kernels have no double backward
         kernels = sdpa_kernel(SDPBackend.MATH) if r1 else contextlib.nullcontext()
         with self.precision.autocast(), kernels:
-            logits = self.d_forward(torch.cat(views)).float()             # (2B,) or (4B,)
-        real_logits, fake_logits, *t_logits = logits.chunk(len(views) * 2)  # each (B,)
+            logits = self.d_forward(torch.cat(views)).float()             # (2B * len(views),)
+        adversarial, *extra = logits.chunk(len(views))                    # each (2B,): real, then fake
+        real_logits, fake_logits = adversarial.chunk(2)                   # each (B,)
         terms = {"adv": d_logistic_loss(real_logits, fake_logits)}
         if cfg.bcr:
-            t_real, t_fake = t_logits
-            terms["bcr"] = bcr_loss(real_logits, t_real, fake_logits, t_fake, cfg.lambda_real, cfg.lambda_fake)
+            terms["bcr"] = balanced_consistency(adversarial, extra, cfg.bcr_mode, cfg.lambda_real, cfg.lambda_fake)
         if r1:
             terms["r1"] = r1_penalty(real_logits, real, cfg.r1_gamma)
         return {**terms, "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
@@ -144,7 +155,7 @@ class Trainer:
         """One D step then one G step. Returns the step, lr and the losses as 0-dim tensors (no sync)."""
         lr = self.set_lr()
         distributed.seed_step(self.tcfg.seed, self.step)                  # torchrun: this rank's draws
-        real = load_batch(self.dataset, self.data_order.next_indices()).to(self.device)  # (B, C, H, W)
+        real = self.real_batch()                                          # (B, C, H, W)
         batch = real.shape[0]
 
         with torch.no_grad(), self.precision.autocast():
@@ -159,7 +170,7 @@ class Trainer:
         loss_g = g_logistic_loss(logits)
         self.precision.step("G", loss_g, self.opt_G)
         self.D.requires_grad_(True)
-        self.ema.update(self.G.parameters())
+        update_ema(self.ema.shadow_params, self.G.parameters(), ema_decay_at(self.tcfg, self.step + 1))
         self.step += 1
         return {"step": self.step, "loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
                 **{key: value.detach() for key, value in terms.items()}, "lr": lr}
@@ -181,8 +192,14 @@ class Trainer:
         return run_training(self, steps, out_dir, max_seconds)
 
     def ema_generator(self) -> Generator:
-        """The generator with the EMA weights (eval mode, no gradients): use it for samples and FID."""
+        """The generator with the EMA weights (eval mode, no gradients): use it for samples and FID.
+
+        Its buffers are G's: the EMA averages weights only, and the power-iteration state u of a
+        generator with spectral norm (GeneratorConfig.spectral_norm) must follow the trained weights.
+        """
         self.ema.copy_to(self.G_ema.parameters())
+        for ema_buffer, buffer in zip(self.G_ema.buffers(), self.G.buffers(), strict=True):
+            ema_buffer.copy_(buffer)
         return self.G_ema
 
     @torch.no_grad()
@@ -219,7 +236,7 @@ class Trainer:
         """Rebuild a trainer from a checkpoint's state; `train_changes` may only touch bookkeeping."""
         configs = state["configs"]
         tcfg = TrainConfig.from_dict(configs["train"]).replace(**train_changes)
-        trainer = cls(GeneratorConfig(**configs["generator"]), DiscriminatorConfig(**configs["discriminator"]),
-                      tcfg, dataset, device)
+        gcfg = GeneratorConfig.from_dict(configs["generator"])      # older runs: linspace coordinates
+        trainer = cls(gcfg, DiscriminatorConfig(**configs["discriminator"]), tcfg, dataset, device)
         trainer.load_state_dict(state)
         return trainer

