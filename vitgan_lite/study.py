@@ -15,7 +15,7 @@ each, `--jobs` side by side. One protocol for every number of a study, written n
 
 Files in --out:
     <variant>-s<seed>/   a normal run folder (checkpoints, log.jsonl, samples/) and fid.csv
-    study.csv            all rows: variant, seed, step, train_seconds, fid (and the floor)
+    study.csv            all rows: variant, seed, step, train_cpu_seconds, fid (and the floor)
     study.png            FID against training steps, one line per variant and seed
     command.txt          the commands that made the study (appended on every call)
 
@@ -45,7 +45,7 @@ from .data import load_dataset, offline_cifar10_dir  # noqa: E402
 from .metrics import InceptionFeatures, fid, frechet_distance, gaussian_stats, reference_stats  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 
-COLUMNS = ("variant", "seed", "step", "train_seconds", "fid")
+COLUMNS = ("variant", "seed", "step", "train_cpu_seconds", "fid")
 
 
 @dataclass(frozen=True)
@@ -104,7 +104,8 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     folder = out / f"{variant.name}-s{seed}"
     rows = read_rows(folder / "fid.csv")
     done = {int(row["step"]) for row in rows}
-    train_seconds = float(rows[-1]["train_seconds"]) if rows else 0.0   # cumulative over resumed runs
+    # CPU time of this one-thread process, not wall time: the budget in CPU-minutes whatever else runs
+    train_seconds = float(rows[-1]["train_cpu_seconds"]) if rows else 0.0   # cumulative over resumes
     dataset = load_dataset(data)
     if list_checkpoints(folder):
         trainer = Trainer.from_state(load_latest(folder)[1], dataset, "cpu")
@@ -115,13 +116,13 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     for target in range(eval_every, steps + 1, eval_every):
         if target in done or target < trainer.step:
             continue
-        start = time.perf_counter()
+        start = time.process_time()
         trainer.run(target, folder)
-        train_seconds += time.perf_counter() - start
+        train_seconds += time.process_time() - start
         value, _ = fid(trainer.ema_generator(), ref, n_gen, n_ref, features, cache)
         append_row(folder / "fid.csv", {"variant": variant.name, "seed": seed, "step": target,
-                                         "train_seconds": round(train_seconds, 1), "fid": round(value, 3)})
-        print(f"{variant.name} seed {seed}: step {target} FID {value:.2f} ({train_seconds / 60:.1f} min)",
+                                         "train_cpu_seconds": round(train_seconds, 1), "fid": round(value, 3)})
+        print(f"{variant.name} seed {seed}: step {target} FID {value:.2f} ({train_seconds / 60:.1f} CPU-min)",
               flush=True)
     return folder
 
@@ -156,7 +157,7 @@ def collect(out: Path, floor: float) -> Path:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
-        writer.writerow({"variant": "real", "seed": "", "step": "", "train_seconds": "", "fid": round(floor, 3)})
+        writer.writerow({"variant": "real", "seed": "", "step": "", "train_cpu_seconds": "", "fid": round(floor, 3)})
     os.replace(tmp, path)
     return path
 
