@@ -1,6 +1,6 @@
 """`vitgan-study`: train named variants of a recipe for the same budget and compare their FID.
 
-    vitgan-study --data cifar10_50k.npz --out results/recipe --steps 3000 --eval-every 500
+    vitgan-study --data cifar10_50k.npz --out runs/recipe --steps 2400 --eval-every 600
     vitgan-study ... --variants paper,no-bcr --seeds 0,1      # a subset; more seeds of a variant
     vitgan-study --list                                       # the variants and what each changes
 
@@ -20,7 +20,9 @@ Files in --out:
     command.txt          the commands that made the study (appended on every call)
 
 Resumable: a killed study loses at most the steps since the last evaluation; run the same command
-again. Reference statistics are computed once and cached in --out/fid_cache.
+again. Reference statistics are computed once and cached in --out/fid_cache. Train into runs/ and
+copy the small files (study.csv, study.png, command.txt, */fid.csv) into results/: checkpoints and
+arrays are never committed.
 """
 from __future__ import annotations
 
