@@ -1,4 +1,6 @@
 """FID: the Frechet distance against closed forms, statistics, the reference cache, a real Inception run."""
+import os
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -81,6 +83,21 @@ def test_reference_stats_are_cached_per_dataset_and_n(tmp_path):
     assert ColourFeatures.calls == 2
     with pytest.raises(ValueError, match="fewer than the 11 requested"):
         reference_stats(str(data), 11, features, cache)
+
+
+def test_reference_cache_follows_the_content_not_the_file_date(tmp_path):
+    """A copied or re-provisioned dataset (new mtime, same bytes) reuses its statistics; new bytes do not."""
+    data = tmp_path / "ref.npz"
+    np.savez(data, x=RNG.integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8))
+    features, cache = ColourFeatures(), tmp_path / "cache"
+    reference_stats(str(data), 8, features, cache)
+    calls = ColourFeatures.calls
+    os.utime(data, ns=(0, 10**18))                           # same bytes, another date
+    reference_stats(str(data), 8, features, cache)
+    assert ColourFeatures.calls == calls
+    np.savez(data, x=RNG.integers(0, 256, size=(10, 32, 32, 3), dtype=np.uint8))   # same size, new bytes
+    reference_stats(str(data), 8, features, cache)
+    assert ColourFeatures.calls == calls + 1
 
 
 @pytest.fixture(scope="module")

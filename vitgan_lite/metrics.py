@@ -96,11 +96,19 @@ def default_cache_dir() -> Path:
 
 
 def dataset_identity(spec: str) -> str:
-    """A cache key part: a file's resolved path, size and mtime; otherwise the spec itself."""
+    """A cache key part that changes only with the data: a file's size and SHA-1 of its bytes, a folder's
+    file names and sizes; otherwise the spec itself. Not mtimes: a copied or re-provisioned dataset
+    must not cost another hour of Inception features on a CPU."""
     path = Path(spec)
-    if path.exists():
-        info = path.stat()
-        return f"{path.resolve()}:{info.st_size}:{info.st_mtime_ns}"
+    if path.is_file():
+        digest = hashlib.sha1()
+        with path.open("rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return f"file:{path.stat().st_size}:{digest.hexdigest()}"
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file())
+        return "dir:" + ";".join(f"{p.relative_to(path)}:{p.stat().st_size}" for p in files)
     return spec
 
 
