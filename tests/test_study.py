@@ -39,3 +39,25 @@ def test_unknown_variant_is_a_usage_error(tmp_path, capsys):
         study.main(["--data", "x.npz", "--out", str(tmp_path), "--variants", "nope", "--ref", "r.npz",
                     "--held-out", "h.npz"])
     assert exc.value.code == 2 and "unknown variant" in capsys.readouterr().err
+
+
+def changed_fields(name: str) -> dict:
+    """{"G.field" | "D.field" | "T.field": new value} where variant `name` differs from its baseline."""
+    mine = study.VARIANTS[name].configs("small", steps=10, eval_every=5, seed=0)
+    base = study.VARIANTS[study.VARIANTS[name].baseline].configs("small", steps=10, eval_every=5, seed=0)
+    return {f"{net}.{f}": getattr(new, f) for net, new, old in zip("GDT", mine, base)
+            for f in vars(new) if getattr(new, f) != getattr(old, f)}
+
+
+def test_each_ablation_changes_one_field_of_the_cpu_recipe():
+    """Ablations are compared with the CPU recipe they are taken from, and take away exactly one thing."""
+    expected = {"no-bcr": {"T.bcr": False}, "no-diffaug": {"T.augment": ""},
+                "dot-attention": {"D.attention": "dot"}, "sn": {"D.spectral_norm": "sn"},
+                "no-overlap": {"D.overlapping_patches": False}, "ema-torch": {"T.ema_warmup": "torch_ema"}}
+    for name, fields in expected.items():
+        assert study.VARIANTS[name].baseline == "tiny-recipe"
+        assert changed_fields(name) == fields, name
+    assert study.VARIANTS["paper"].baseline is None
+    assert all(v.baseline in study.VARIANTS for v in study.VARIANTS.values() if v.name != "paper")
+    assert changed_fields("tiny-recipe") == {"T.augment": "color,translation,cutout", "T.augment_p": 0.5,
+                                             "T.lambda_real": 1.0, "T.lambda_fake": 1.0}

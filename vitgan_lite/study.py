@@ -52,13 +52,15 @@ COLUMNS = ("variant", "seed", "step", "train_cpu_seconds", "fid")
 
 @dataclass(frozen=True)
 class Variant:
-    """A recipe: the fields it changes in the small preset's three configs, and why it is in the study."""
+    """A recipe: the fields it changes in the small preset's three configs, why it is in the study, and
+    the variant it is compared with (None for the root of the comparisons, `paper`)."""
 
     name: str
     about: str
     generator: dict = field(default_factory=dict)
     discriminator: dict = field(default_factory=dict)
     train: dict = field(default_factory=dict)
+    baseline: str | None = "paper"
 
     def configs(self, preset: str, steps: int, eval_every: int, seed: int):
         """(GeneratorConfig, DiscriminatorConfig, TrainConfig) of this variant of `preset`, for a study run."""
@@ -74,9 +76,9 @@ PAPER = {"lambda_real": 10.0, "lambda_fake": 10.0, "augment": "color,translation
 # sits at chance (loss_D = log 4 for 2,400 steps), where taking a trick away from D says little.
 CPU = {**PAPER, "lambda_real": 1.0, "lambda_fake": 1.0, "augment": "color,translation,cutout", "augment_p": 0.5}
 VARIANTS = {v.name: v for v in [
-    Variant("paper", "the paper's recipe: lambda 10, all four DiffAugment ops with p = 0.8, bCR", train=PAPER),
-    Variant("tiny-recipe", "the recipe the tiny preset used: lambda 1, no scaling, p = 0.5",
-            train=CPU),
+    Variant("paper", "the paper's recipe: lambda 10, all four DiffAugment ops with p = 0.8, bCR", train=PAPER,
+            baseline=None),
+    Variant("tiny-recipe", "the CPU recipe (TrainConfig.tiny/small): lambda 1, no scaling, p = 0.5", train=CPU),
     Variant("lambda-1", "bCR with lambda = 1 (the official code's value)",
             train={**PAPER, "lambda_real": 1.0, "lambda_fake": 1.0}),
     Variant("bcr-official", "bCR against a second DiffAugment draw (official penalty.py)",
@@ -88,16 +90,16 @@ VARIANTS = {v.name: v for v in [
     Variant("hflip", "horizontally flipped real images (official cifar10_hflip)", train={**PAPER, "hflip": True}),
     Variant("g-official", "L2 attention and ISN in the generator's blocks too (official vit_generator.py)",
             generator={"attention": "l2", "spectral_norm": "isn"}, train=PAPER),
-    Variant("no-bcr", "ablation: no bCR", train={**CPU, "bcr": False}),
-    Variant("no-diffaug", "ablation: no DiffAugment", train={**CPU, "augment": ""}),
+    Variant("no-bcr", "ablation: no bCR", train={**CPU, "bcr": False}, baseline="tiny-recipe"),
+    Variant("no-diffaug", "ablation: no DiffAugment", train={**CPU, "augment": ""}, baseline="tiny-recipe"),
     Variant("dot-attention", "ablation: dot-product attention in D instead of L2",
-            discriminator={"attention": "dot"}, train=CPU),
+            discriminator={"attention": "dot"}, train=CPU, baseline="tiny-recipe"),
     Variant("sn", "ablation: plain spectral norm in D instead of ISN", discriminator={"spectral_norm": "sn"},
-            train=CPU),
+            train=CPU, baseline="tiny-recipe"),
     Variant("no-overlap", "ablation: non-overlapping patches in D", discriminator={"overlapping_patches": False},
-            train=CPU),
+            train=CPU, baseline="tiny-recipe"),
     Variant("ema-torch", "EMA with torch-ema's warm-up, min(decay, (1+n)/(10+n))",
-            train={**CPU, "ema_warmup": "torch_ema"}),
+            train={**CPU, "ema_warmup": "torch_ema"}, baseline="tiny-recipe"),
 ]}
 
 
