@@ -21,12 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import CheckpointError, cause
+
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
 REQUIRED_KEYS = ("step", "G", "D", "G_ema", "ema", "opt_G", "opt_D", "rng", "data_order", "configs")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read (truncated, corrupt, or not a vitgan_lite checkpoint)."""
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:
@@ -99,14 +97,19 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read one checkpoint safely (weights_only); CheckpointError names the file if it is broken."""
+    """Read one checkpoint safely (weights_only); CheckpointError names the file if it is broken.
+
+    A file from elsewhere is loaded safely or not at all: whatever torch refuses to read with
+    weights_only is reported as unreadable, never with torch's advice to unpickle it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, disallowed type: all mean "unusable"
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"checkpoint {path} is not a readable vitgan_lite checkpoint (corrupt or truncated, "
+                              f"or another format: {cause(exc)}); use a ckpt_*.pt written by vitgan-train") from exc
     missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is not a vitgan_lite training checkpoint (missing {missing})")

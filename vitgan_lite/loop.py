@@ -34,11 +34,8 @@ from tqdm.auto import tqdm
 from . import distributed
 from .checkpoint import (CheckpointError, checkpoint_path, checkpoint_step, list_checkpoints,
                          load_checkpoint, prune_checkpoints, save_checkpoint)
+from .errors import RunFolderError
 from .sample import save_grid
-
-
-class RunFolderError(ValueError):
-    """A run folder this trainer must not write into: a longer run's checkpoints, a corrupt log."""
 
 
 class History(list):
