@@ -4,7 +4,8 @@ A checkpoint is one file `ckpt_<step>.pt` holding only tensors, numbers, strings
 so `torch.load(..., weights_only=True)` can read it without running pickled code. It is written
 atomically: to a temporary file in the same folder, flushed and fsync'ed, then renamed over the
 final name with `os.replace` -- a crash mid-write leaves the previous checkpoints untouched and at
-worst a stray temporary file. Only the newest `keep` checkpoints are kept.
+worst a stray temporary file (`stale_temp_files`; the next run in the folder removes them: loop.py).
+Only the newest `keep` checkpoints are kept.
 
 Exact resume also needs every source of randomness: torch's CPU (and CUDA) generators, numpy's
 and Python's are saved and restored here.
@@ -24,6 +25,8 @@ import torch
 from .errors import CheckpointError, cause
 
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
+# save_checkpoint's temporary files: mkstemp(prefix=".ckpt_<step>.pt.", suffix=".tmp")
+CHECKPOINT_TMP_RE = re.compile(r"^\.ckpt_\d+\.pt\.\w+\.tmp$")
 REQUIRED_KEYS = ("step", "G", "D", "G_ema", "ema", "opt_G", "opt_D", "rng", "data_order", "configs")
 
 
@@ -133,6 +136,15 @@ def load_latest(out_dir: str | Path, map_location="cpu") -> tuple[Path, dict]:
         except CheckpointError as exc:
             warnings.warn(f"{exc}; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2)
     raise FileNotFoundError(f"no readable checkpoint (ckpt_*.pt) in {out_dir}")
+
+
+def stale_temp_files(out_dir: str | Path) -> list[Path]:
+    """Temporary files of `save_checkpoint` in out_dir: left only by a process killed mid-write
+    (SIGKILL, power cut), each as large as a checkpoint."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if CHECKPOINT_TMP_RE.match(p.name))
 
 
 def prune_checkpoints(out_dir: str | Path, keep: int) -> None:

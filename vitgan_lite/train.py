@@ -19,6 +19,8 @@ Under torchrun (distributed.py) `--batch-size` is the global batch, split evenly
 processes (one per GPU; gloo CPU processes with --device cpu); only process 0 prints and writes.
 Exit status: 0 done or time budget spent, 130 stopped by Ctrl-C (after saving), 1 NaN/inf loss,
 2 bad arguments or a file that cannot be used (a one-line message naming it, no traceback).
+A run killed at any moment (even SIGKILL) loses nothing but the steps since its last checkpoint:
+`--resume` continues from there, and removes what the kill left half-written.
 """
 from __future__ import annotations
 
