@@ -132,7 +132,7 @@ def readable_images(root: Path, paths: list[Path], image_size: int) -> list[Path
         more = f" and {len(broken) - SHOWN_BROKEN} more" if len(broken) > SHOWN_BROKEN else ""
         if len(good) < MIN_READABLE_FRACTION * len(paths):
             raise DatasetError(f"{root}: only {len(good)} of {len(paths)} image files are readable; unreadable: "
-                               f"{named}{more}. Repair or remove them, or point --data at the right folder")
+                               f"{named}{more}. Repair or remove them, or use the right folder")
         warnings.warn(f"{root}: skipped {len(broken)} unreadable image file(s) of {len(paths)}: {named}{more}",
                       RuntimeWarning, stacklevel=3)
     return good

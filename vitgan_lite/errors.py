@@ -6,8 +6,9 @@
     ├── GeneratorFileError        (a slim generator file: pretrained.py)
     └── RunFolderError            (a run folder a trainer must not write into: loop.py)
 
-A missing file stays a FileNotFoundError. The command lines turn both into one line on stderr and
-exit status 2.
+A missing file stays a FileNotFoundError. The commands (vitgan-train, -sample, -fid, and
+`python -m vitgan_lite.pretrained`) report both as argparse reports a bad option: the usage, one
+error line, exit status 2 -- never a traceback (tests/test_bad_input.py).
 
 Messages name the third-party exception's class (`cause`), never its text: that text can span many
 lines, and torch's and numpy's suggest loading the file with pickling allowed -- advice nobody should

@@ -257,6 +257,10 @@ def resume_trainer(args, parser) -> Trainer:
     try:
         path, state = load_latest(args.out)
     except FileNotFoundError:
+        found = len(list_checkpoints(args.out))
+        if found:       # load_latest warned about each
+            usage_error(parser, f"--resume: none of the {found} checkpoint file(s) in {args.out} is readable; "
+                                "move them aside to start the run there again")
         usage_error(parser, f"--resume: no checkpoint (ckpt_*.pt) in {args.out}; start a run there without --resume")
     check_run_configs(path, state)
     changes = changed_options(args, state)
