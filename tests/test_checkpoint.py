@@ -1,6 +1,7 @@
 """Checkpoint files: safe loading, atomic writes, corrupt-file fallback, pruning, RNG round trip."""
 import os
 import random
+import signal
 
 import numpy as np
 import pytest
@@ -9,7 +10,7 @@ import torch
 import vitgan_lite.checkpoint as ckpt
 from vitgan_lite.checkpoint import (CheckpointError, checkpoint_path, checkpoint_step, list_checkpoints,
                                     load_checkpoint, load_latest, prune_checkpoints, rng_state, save_checkpoint,
-                                    set_rng_state)
+                                    set_rng_state, stale_temp_files)
 
 
 def fake_state(step: int) -> dict:
@@ -59,6 +60,31 @@ def test_save_is_atomic_when_rename_fails(tmp_path, monkeypatch):
     monkeypatch.undo()
     assert load_checkpoint(target)["step"] == 1
     assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_sigkill_mid_write_leaves_a_temp_file_that_stale_temp_files_finds(tmp_path):
+    """A process killed inside save_checkpoint (here it SIGKILLs itself halfway through torch.save)
+    cannot clean up: its temporary file stays beside the intact previous checkpoint."""
+    good = save_checkpoint(fake_state(17), checkpoint_path(tmp_path, 17))
+    (tmp_path / ".ckpt_notes.tmp").write_text("not a checkpoint's")
+    state = fake_state(18)
+    pid = os.fork()
+    if pid == 0:                                         # the child: killed mid-write of step 18
+        try:
+            def killed_midway(obj, f, *args, **kwargs):
+                f.write(b"PK\x03\x04 half a checkpoint")
+                f.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+            torch.save = killed_midway
+            save_checkpoint(state, checkpoint_path(tmp_path, 18))
+        finally:
+            os._exit(1)                                  # only if the kill did not happen
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == signal.SIGKILL
+    stale = stale_temp_files(tmp_path)
+    assert len(stale) == 1 and stale[0].name.startswith(".ckpt_0000018.pt.")
+    assert stale[0].read_bytes() == b"PK\x03\x04 half a checkpoint"
+    assert list_checkpoints(tmp_path) == [good] and load_latest(tmp_path)[1]["step"] == 17
 
 
 def test_corrupt_checkpoint_names_the_file_and_resume_falls_back(tmp_path):

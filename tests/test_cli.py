@@ -147,8 +147,10 @@ def test_train_on_an_image_folder(tmp_path):
     folder.mkdir()
     for i, image in enumerate(synthetic_images(6, image_size=48)):      # resized and cropped to 32x32
         Image.fromarray(image.permute(1, 2, 0).numpy()).save(folder / f"{i}.png")
-    assert train.main(["--preset", "tiny", "--data", str(folder), "--steps", "2", "--batch-size", "3",
-                       "--out", str(tmp_path / "run")]) == 0
+    (folder / "scraped.jpg").write_bytes(b"<html>403 Forbidden</html>")  # a scraped folder's broken file
+    with pytest.warns(RuntimeWarning, match=r"skipped 1 unreadable image file\(s\) of 7: scraped.jpg"):
+        assert train.main(["--preset", "tiny", "--data", str(folder), "--steps", "2", "--batch-size", "3",
+                           "--out", str(tmp_path / "run")]) == 0
     assert log_steps(tmp_path / "run") == [1, 2]
 
 

@@ -91,10 +91,25 @@ def test_unreadable_checkpoints_past_the_step_are_moved_aside(tmp_path):
 def test_a_longer_run_is_refused_before_unreadable_files_are_moved(tmp_path):
     fake_checkpoint(tmp_path, 3)
     checkpoint_path(tmp_path, 5).write_bytes(b"torn")
+    (tmp_path / ".ckpt_0000006.pt.a1b2c3d4.tmp").write_bytes(b"half")   # not removed either: a refusal changes nothing
     before = snapshot(tmp_path)
     with pytest.raises(RunFolderError, match="ckpt_0000003.pt"):
         RunOutput(SimpleNamespace(step=1), tmp_path)
     assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("step", [0, 2], ids=["start", "resume"])
+def test_a_run_removes_the_temporary_files_a_kill_left_and_nothing_else(tmp_path, step):
+    if step:
+        fake_checkpoint(tmp_path, step)
+    stale = [".ckpt_0000003.pt.k2j4h5g6.tmp", ".ckpt_0000000.pt._x9_a1b2.tmp", "log.jsonl.tmp"]
+    kept = ["notes.tmp", ".ckpt_notes.tmp", ".g.pt.k2j4h5g6.tmp", "ckpt_0000003.pt.tmp",
+            "samples/.ckpt_0000001.pt.k2j4h5g6.tmp"]
+    (tmp_path / "samples").mkdir()
+    for name in stale + kept:
+        (tmp_path / name).write_bytes(b"x")
+    RunOutput(SimpleNamespace(step=step), tmp_path)
+    assert [name for name in stale + kept if (tmp_path / name).exists()] == kept
 
 
 def test_history_says_why_the_run_stopped():

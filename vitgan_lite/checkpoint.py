@@ -4,7 +4,8 @@ A checkpoint is one file `ckpt_<step>.pt` holding only tensors, numbers, strings
 so `torch.load(..., weights_only=True)` can read it without running pickled code. It is written
 atomically: to a temporary file in the same folder, flushed and fsync'ed, then renamed over the
 final name with `os.replace` -- a crash mid-write leaves the previous checkpoints untouched and at
-worst a stray temporary file. Only the newest `keep` checkpoints are kept.
+worst a stray temporary file (`stale_temp_files`; the next run in the folder removes them: loop.py).
+Only the newest `keep` checkpoints are kept.
 
 Exact resume also needs every source of randomness: torch's CPU (and CUDA) generators, numpy's
 and Python's are saved and restored here.
@@ -21,12 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .errors import CheckpointError, cause
+
 CHECKPOINT_RE = re.compile(r"^ckpt_(\d+)\.pt$")
+# save_checkpoint's temporary files: mkstemp(prefix=".ckpt_<step>.pt.", suffix=".tmp")
+CHECKPOINT_TMP_RE = re.compile(r"^\.ckpt_\d+\.pt\.\w+\.tmp$")
 REQUIRED_KEYS = ("step", "G", "D", "G_ema", "ema", "opt_G", "opt_D", "rng", "data_order", "configs")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that cannot be read (truncated, corrupt, or not a vitgan_lite checkpoint)."""
 
 
 def checkpoint_path(out_dir: str | Path, step: int) -> Path:
@@ -99,14 +100,19 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def load_checkpoint(path: str | Path, map_location="cpu") -> dict:
-    """Read one checkpoint safely (weights_only); CheckpointError names the file if it is broken."""
+    """Read one checkpoint safely (weights_only); CheckpointError names the file if it is broken.
+
+    A file from elsewhere is loaded safely or not at all: whatever torch refuses to read with
+    weights_only is reported as unreadable, never with torch's advice to unpickle it.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint file {path}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # truncated zip, bad pickle, disallowed type: all mean "unusable"
-        raise CheckpointError(f"checkpoint {path} is corrupt or truncated ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"checkpoint {path} is not a readable vitgan_lite checkpoint (corrupt or truncated, "
+                              f"or another format: {cause(exc)}); use a ckpt_*.pt written by vitgan-train") from exc
     missing = [key for key in REQUIRED_KEYS if not isinstance(state, dict) or key not in state]
     if missing:
         raise CheckpointError(f"checkpoint {path} is not a vitgan_lite training checkpoint (missing {missing})")
@@ -130,6 +136,15 @@ def load_latest(out_dir: str | Path, map_location="cpu") -> tuple[Path, dict]:
         except CheckpointError as exc:
             warnings.warn(f"{exc}; falling back to the previous checkpoint", RuntimeWarning, stacklevel=2)
     raise FileNotFoundError(f"no readable checkpoint (ckpt_*.pt) in {out_dir}")
+
+
+def stale_temp_files(out_dir: str | Path) -> list[Path]:
+    """Temporary files of `save_checkpoint` in out_dir: left only by a process killed mid-write
+    (SIGKILL, power cut), each as large as a checkpoint."""
+    folder = Path(out_dir)
+    if not folder.is_dir():
+        return []
+    return sorted(p for p in folder.iterdir() if CHECKPOINT_TMP_RE.match(p.name))
 
 
 def prune_checkpoints(out_dir: str | Path, keep: int) -> None:

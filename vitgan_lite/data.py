@@ -3,11 +3,14 @@
 - `cifar10`: torchvision's CIFAR10, downloaded into `data/` on first use.
 - an `.npz` file holding `x`: uint8 (N, H, W, 3) RGB -- the format of the offline CIFAR-10 copy
   used by the tests; bring your own images in the same format.
-- a folder of images (png/jpg/...; searched recursively), centre-cropped and resized.
+- a folder of images (png/jpg/...; searched recursively), centre-cropped and resized; unreadable
+  files are skipped with a warning naming them (refused if fewer than half are readable).
 - `synthetic`: deterministic coloured discs on gradient backgrounds, generated from a seed;
   needs no download, and has structure a GAN can learn in minutes on a CPU.
 
 `load_dataset(spec)` picks one from a string: "cifar10", "synthetic", a path to a .npz, or a folder.
+A file or folder it cannot use raises `errors.DatasetError` naming it (a missing one:
+FileNotFoundError).
 
 `cifar10_subset` gives the course's two fixed subsets of real CIFAR-10 (the same images whether
 they come from the offline copy that tests and CI use or from a fresh download), so notebook
@@ -15,15 +18,20 @@ outputs are reproducible everywhere.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import os
+import warnings
+import zipfile
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .errors import DatasetError, cause
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+MIN_READABLE_FRACTION = 0.5   # an image folder with fewer readable files is refused, not trained on
+SHOWN_BROKEN = 5              # unreadable files a message names one by one
 
 
 def to_signed(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -58,32 +66,95 @@ class TensorImages(Dataset):
         return moved
 
 
+NPZ_HOW_TO = "save images with np.savez(path, x=images), images uint8 (N, H, W, 3) RGB"
+
+
+def read_npz_images(path: Path) -> np.ndarray:
+    """The array `x` of an .npz archive, read without unpickling anything.
+
+    DatasetError names the file if it is not a zip archive (random bytes, an empty or truncated
+    file, a lone .npy), if an array in it cannot be read (damaged, or pickled objects), or if it
+    has no `x`. Numpy's own message is not repeated: for a non-archive it advises unpickling.
+    """
+    if not zipfile.is_zipfile(path):
+        raise DatasetError(f"{path} is not a valid .npz archive (empty, truncated or another format); {NPZ_HOW_TO}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            names = list(archive.keys())
+            x = archive["x"] if "x" in names else None
+    except Exception as exc:  # damaged members (BadZipFile, zlib.error), object arrays, bad headers
+        raise DatasetError(f"{path} is a damaged .npz archive ({cause(exc)}); re-create it: {NPZ_HOW_TO}") from exc
+    if x is None:
+        raise DatasetError(f"{path} has arrays {names}; expected 'x': uint8 (N, H, W, 3)")
+    return x
+
+
 class NpzImages(TensorImages):
-    """An .npz file with `x`: uint8 (N, H, W, 3) RGB."""
+    """An .npz file with `x`: uint8 (N, H, W, 3) RGB, at least one image."""
 
     def __init__(self, path: str | Path):
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"no such .npz file: {path}")
-        with np.load(path) as archive:
-            if "x" not in archive:
-                raise ValueError(f"{path} has arrays {list(archive.keys())}; expected 'x': uint8 (N, H, W, 3)")
-            x = archive["x"]
+        x = read_npz_images(path)
         if x.ndim != 4 or x.shape[-1] != 3 or x.dtype != np.uint8:
-            raise ValueError(f"{path}: 'x' must be uint8 (N, H, W, 3) RGB, got {x.dtype} {x.shape}")
+            raise DatasetError(f"{path}: 'x' must be uint8 (N, H, W, 3) RGB, got {x.dtype} {x.shape}")
+        if x.shape[0] == 0:
+            raise DatasetError(f"{path}: 'x' holds no images (shape {x.shape})")
         super().__init__(torch.from_numpy(x).permute(0, 3, 1, 2).contiguous())
 
 
+def unreadable_image(path: Path, image_size: int) -> str | None:
+    """Why PIL cannot decode the image file (an exception's class name), or None if it can.
+
+    The file is decoded in full (a truncated JPEG opens fine and fails only then); JPEGs are decoded
+    at a reduced scale (draft), which is several times faster on large photos.
+    """
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.draft("RGB", (image_size, image_size))
+            im.load()
+    except Exception as exc:  # UnidentifiedImageError, truncated data, decompression bomb, permissions
+        return cause(exc)
+    return None
+
+
+def readable_images(root: Path, paths: list[Path], image_size: int) -> list[Path]:
+    """The paths PIL can decode. Unreadable files are skipped with one warning naming them (the first
+    SHOWN_BROKEN); if fewer than MIN_READABLE_FRACTION of the files are readable, a DatasetError
+    names them instead (a wrong folder, not a few broken files)."""
+    broken = {path: why for path in paths if (why := unreadable_image(path, image_size)) is not None}
+    good = [path for path in paths if path not in broken]
+    if broken:
+        named = ", ".join(f"{path.relative_to(root)} ({why})" for path, why in list(broken.items())[:SHOWN_BROKEN])
+        more = f" and {len(broken) - SHOWN_BROKEN} more" if len(broken) > SHOWN_BROKEN else ""
+        if len(good) < MIN_READABLE_FRACTION * len(paths):
+            raise DatasetError(f"{root}: only {len(good)} of {len(paths)} image files are readable; unreadable: "
+                               f"{named}{more}. Repair or remove them, or use the right folder")
+        warnings.warn(f"{root}: skipped {len(broken)} unreadable image file(s) of {len(paths)}: {named}{more}",
+                      RuntimeWarning, stacklevel=3)
+    return good
+
+
 class FolderImages(Dataset):
-    """Every image file under a folder, centre-cropped to a square and resized to image_size."""
+    """Every readable image file under a folder, centre-cropped to a square and resized to image_size.
+
+    Scraped folders hold broken files: every file is decoded once here, and the ones PIL cannot
+    read are skipped with a warning naming them -- unless fewer than half of the files are readable,
+    which is a DatasetError (most likely the wrong folder or a format PIL does not know). A file
+    that breaks later (changed while training) is a DatasetError naming it.
+    """
 
     def __init__(self, root: str | Path, image_size: int = 32):
         from torchvision import transforms
 
         self.root = Path(root)
-        self.paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.paths:
+        paths = sorted(p for p in self.root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not paths:
             raise FileNotFoundError(f"no images ({', '.join(sorted(IMAGE_SUFFIXES))}) found under {self.root}")
+        self.paths = readable_images(self.root, paths, image_size)
         self.transform = transforms.Compose([
             transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.PILToTensor()])
 
@@ -93,8 +164,12 @@ class FolderImages(Dataset):
     def __getitem__(self, i: int) -> torch.Tensor:
         from PIL import Image
 
-        with Image.open(self.paths[i]) as im:
-            return to_signed(self.transform(im.convert("RGB")))
+        try:
+            with Image.open(self.paths[i]) as im:
+                return to_signed(self.transform(im.convert("RGB")))
+        except OSError as exc:    # UnidentifiedImageError and truncated data are OSErrors
+            raise DatasetError(f"image file {self.paths[i]} became unreadable ({cause(exc)}); "
+                               "repair or remove it, then resume") from exc
 
 
 def synthetic_images(n: int, image_size: int = 32, seed: int = 0) -> torch.Tensor:
@@ -192,6 +267,6 @@ def load_dataset(spec: str, image_size: int = 32, root: str | Path = "data") -> 
             f"(uint8 'x' of shape (N, H, W, 3)) or an existing folder of images")
     size = tuple(ds[0].shape[-2:])
     if size != (image_size, image_size):
-        raise ValueError(f"dataset {spec!r} has {size[0]}x{size[1]} images but the model expects "
+        raise DatasetError(f"dataset {spec!r} has {size[0]}x{size[1]} images but the model expects "
                          f"{image_size}x{image_size}; resize the data or change image_size in the config")
     return ds

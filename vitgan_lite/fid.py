@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 
-from .checkpoint import CheckpointError
 from .metrics import InceptionFeatures, fid
 from .sample import ema_generator_from_checkpoint
+from .trainer import resolve_device
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seed of the latents (default: 0)")
     p.add_argument("--cache-dir", default=None, help="where reference statistics are cached")
     p.add_argument("--data-root", default="data", help="where cifar10 / cifar10-test are downloaded (default: data)")
-    p.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     return p
 
 
@@ -37,11 +37,12 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, name) < 2:
             parser.error(f"--{name.replace('_', '-')} must be at least 2, got {getattr(args, name)}")
     try:
-        G, state = ema_generator_from_checkpoint(args.checkpoint, args.device)
-        features = InceptionFeatures(args.device)
+        device = resolve_device(args.device)
+        G, state = ema_generator_from_checkpoint(args.checkpoint, device)
+        features = InceptionFeatures(device)
         value, protocol = fid(G, args.ref, args.n_gen, args.n_ref, features, args.cache_dir, args.seed,
                               args.truncation, args.data_root)
-    except (FileNotFoundError, CheckpointError, ValueError) as exc:
+    except (FileNotFoundError, ValueError) as exc:   # errors.InputError (an unusable file) is a ValueError
         parser.error(str(exc))
     print(f"FID {value:.2f} at step {state['step']}: {protocol}")
     return 0

@@ -17,7 +17,10 @@ losses at the same steps (averaged over the processes there), and all stop after
 on a GPU trains "for two hours" instead of blocking for days); `--resume` continues it later.
 
 A run continues only into its own folder: one holding checkpoints past the trainer's step (a
-longer run) is refused before anything is written, and a log line torn by a hard kill is dropped.
+longer run) is refused before anything is written. What a hard kill (SIGKILL, power cut) leaves is
+repaired when a run starts or resumes there: a torn log line is dropped, and temporary files of a
+checkpoint or log rewrite cut off midway are deleted. Checkpoint every step and resume after each
+kill, and the run ends bitwise equal to an uninterrupted one (tests/test_faults.py).
 """
 from __future__ import annotations
 
@@ -33,12 +36,11 @@ from tqdm.auto import tqdm
 
 from . import distributed
 from .checkpoint import (CheckpointError, checkpoint_path, checkpoint_step, list_checkpoints,
-                         load_checkpoint, prune_checkpoints, save_checkpoint)
+                         load_checkpoint, prune_checkpoints, save_checkpoint, stale_temp_files)
+from .errors import RunFolderError
 from .sample import save_grid
 
-
-class RunFolderError(ValueError):
-    """A run folder this trainer must not write into: a longer run's checkpoints, a corrupt log."""
+LOG_TMP = "log.jsonl.tmp"          # truncate_log's temporary file
 
 
 class History(list):
@@ -109,7 +111,7 @@ def truncate_log(path: Path, step: int) -> None:
         elif entry["step"] <= step:
             kept.append(line)
     if len(kept) < len(numbered) or (text and not text.endswith("\n")):  # no next line may join this one
-        tmp = path.with_name(path.name + ".tmp")           # a kill mid-rewrite keeps the old log
+        tmp = path.with_name(LOG_TMP)                      # a kill mid-rewrite keeps the old log
         tmp.write_text("".join(line + "\n" for line in kept))
         os.replace(tmp, path)
 
@@ -134,6 +136,13 @@ def check_no_longer_run(out_dir: Path, step: int) -> None:
         warnings.warn(f"{path} is unreadable: renamed to {aside.name}", RuntimeWarning, stacklevel=2)
 
 
+def remove_stale_temp_files(out_dir: Path) -> None:
+    """Delete the temporary files a killed run left in its folder: save_checkpoint's (each a full
+    checkpoint) and truncate_log's. Only these names: nothing else in the folder is touched."""
+    for path in [*stale_temp_files(out_dir), out_dir / LOG_TMP]:
+        path.unlink(missing_ok=True)
+
+
 def format_logs(logs: dict) -> str:
     return " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in logs.items())
 
@@ -142,10 +151,12 @@ class RunOutput:
     """The files of one run folder."""
 
     def __init__(self, trainer, out_dir: str | Path):
-        """Check the folder (RunFolderError, before any change) and drop log lines past the step."""
+        """Check the folder (RunFolderError, before any change), remove a killed run's temporary
+        files and drop log lines past the step."""
         self.trainer, self.dir = trainer, Path(out_dir)
         check_no_longer_run(self.dir, trainer.step)
         self.dir.mkdir(parents=True, exist_ok=True)
+        remove_stale_temp_files(self.dir)
         self.log_path = self.dir / "log.jsonl"
         truncate_log(self.log_path, trainer.step)
         self.written = {"log": -1, "grid": -1, "ckpt": -1}  # last step each was written at

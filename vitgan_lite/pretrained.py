@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from .checkpoint import CheckpointError, save_checkpoint
+from .checkpoint import save_checkpoint
 from .config import GeneratorConfig
+from .errors import CONTENT_ERRORS, GeneratorFileError, InputError, cause
 from .generator import Generator
 from .sample import ema_generator_from_checkpoint, ema_generator_from_state
 
@@ -53,30 +54,31 @@ def _read(path: Path) -> object:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, not a torch file, disallowed pickle: all unusable
-        raise ValueError(f"{path} is corrupt or not a torch file ({type(exc).__name__}); {HOW_TO_FIX}") from exc
+        raise GeneratorFileError(f"{path} is corrupt or not a torch file ({cause(exc)}); {HOW_TO_FIX}") from exc
 
 
-def _from_slim(path: Path, slim: dict, device) -> tuple[Generator, dict]:
-    if slim.get("format") != FORMAT or not {"config", "state_dict", "meta"} <= slim.keys():
-        raise ValueError(f"{path} is not a {FORMAT!r} generator file (format {slim.get('format')!r}, keys "
-                         f"{sorted(map(str, slim))}): upgrade vitgan_lite or re-export the generator")
-    def build():
-        G = Generator(GeneratorConfig.from_dict(slim["config"]))
-        G.load_state_dict(slim["state_dict"])
-        return G.to(device).eval().requires_grad_(False)
-    return _built(path, build), dict(slim["meta"])
+def _from_slim(slim: dict) -> tuple[Generator, dict]:
+    """The generator and metadata of a slim file's content (any error: the content does not fit)."""
+    G = Generator(GeneratorConfig.from_dict(slim["config"]))
+    G.load_state_dict(slim["state_dict"])
+    return G.eval().requires_grad_(False), dict(slim["meta"])
 
 
-def _built(path: Path, build):
-    """build() -> Generator; a config or weights that do not fit become a ValueError naming the file."""
+def _built(path: Path, build) -> tuple[Generator, dict]:
+    """build() -> (Generator, metadata); content that does not fit becomes a GeneratorFileError naming the file."""
     try:
         return build()
-    except (TypeError, ValueError, RuntimeError) as exc:
-        raise ValueError(f"{path} holds a generator this vitgan_lite cannot build ({exc}); {HOW_TO_FIX}") from exc
+    except (*CONTENT_ERRORS, ValueError) as exc:
+        raise GeneratorFileError(f"{path} holds a generator this vitgan_lite cannot build ({cause(exc)}); "
+                                 f"{HOW_TO_FIX}") from exc
 
 
 def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
-    """A slim generator file, a training checkpoint or a run folder -> (EMA Generator in eval mode, metadata)."""
+    """A slim generator file, a training checkpoint or a run folder -> (EMA Generator in eval mode, metadata).
+
+    Read with weights_only, never unpickling; a file that cannot be used raises GeneratorFileError
+    (errors.InputError) naming it, a missing one FileNotFoundError.
+    """
     path = Path(path)
     if path.is_dir():
         G, state = ema_generator_from_checkpoint(path, device)     # newest readable checkpoint
@@ -85,10 +87,16 @@ def load_generator(path: str | Path, device: str | torch.device = "cpu") -> tupl
         raise FileNotFoundError(f"no generator file {path}; {HOW_TO_FIX}")
     content = _read(path)
     if isinstance(content, dict) and "format" in content:
-        return _from_slim(path, content, device)
-    if isinstance(content, dict) and {"G_ema", "configs", "step"} <= content.keys():  # a training checkpoint
-        return _built(path, lambda: ema_generator_from_state(content, device)), provenance(content, path)
-    raise ValueError(f"{path} is neither a vitgan_lite generator file nor a training checkpoint; {HOW_TO_FIX}")
+        if content["format"] != FORMAT or not {"config", "state_dict", "meta"} <= content.keys():
+            raise GeneratorFileError(f"{path} is not a {FORMAT!r} generator file (format {str(content['format'])[:40]!r}, "
+                                     f"keys {sorted(map(str, content))}): upgrade vitgan_lite or re-export the generator")
+        G, meta = _built(path, lambda: _from_slim(content))
+    elif isinstance(content, dict) and {"G_ema", "configs", "step"} <= content.keys():  # a training checkpoint
+        G, meta = _built(path, lambda: (ema_generator_from_state(content), provenance(content, path)))
+    else:
+        raise GeneratorFileError(f"{path} is neither a vitgan_lite generator file nor a training checkpoint; "
+                                 f"{HOW_TO_FIX}")
+    return G.to(device), meta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         out = export_generator(args.checkpoint, args.out, args.dataset)
-    except (FileNotFoundError, CheckpointError) as exc:
+    except (FileNotFoundError, InputError) as exc:
         parser.error(str(exc))
     _, meta = load_generator(out)                     # the file must load back
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; EMA generator of step {meta['step']}, "

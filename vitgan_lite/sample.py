@@ -15,8 +15,9 @@ from pathlib import Path
 import torch
 from torchvision.utils import save_image
 
-from .checkpoint import CheckpointError, load_checkpoint, load_latest
+from .checkpoint import load_checkpoint, load_latest
 from .config import GeneratorConfig
+from .errors import CONTENT_ERRORS, CheckpointError, cause
 from .generator import Generator
 
 
@@ -43,10 +44,19 @@ def generate(G: Generator, z: torch.Tensor, truncation_psi: float = 1.0,
 
 
 def ema_generator_from_checkpoint(source: str | Path, device: str | torch.device = "cpu") -> tuple[Generator, dict]:
-    """The EMA generator of a checkpoint file or of the newest checkpoint in a run folder."""
+    """The EMA generator of a checkpoint file or of the newest checkpoint in a run folder.
+
+    CheckpointError names the file if it is unreadable or holds a generator that cannot be built
+    (configs or weights that do not fit this vitgan_lite).
+    """
     source = Path(source)
-    _, state = load_latest(source) if source.is_dir() else (source, load_checkpoint(source))
-    return ema_generator_from_state(state, device), state
+    path, state = load_latest(source) if source.is_dir() else (source, load_checkpoint(source))
+    try:
+        G = ema_generator_from_state(state)
+    except (*CONTENT_ERRORS, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds a generator this vitgan_lite cannot build ({cause(exc)}); "
+                              "use a ckpt_*.pt written by vitgan-train") from exc
+    return G.to(device), state
 
 
 def ema_generator_from_state(state: dict, device: str | torch.device = "cpu") -> Generator:
@@ -65,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--truncation", type=float, default=1.0, help="truncation psi (default: 1 = off)")
     parser.add_argument("--images-dir", default=None, help="also write each image as a PNG into this folder")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latents (default: 0)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default: cpu)")
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: cpu)")
     return parser
 
 
@@ -74,9 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.n <= 0:
         parser.error(f"--n must be positive, got {args.n}")
+    from .trainer import resolve_device  # not at the top: trainer imports this module (via loop)
+
     try:
-        G, state = ema_generator_from_checkpoint(args.checkpoint, args.device)
-    except (FileNotFoundError, CheckpointError) as exc:
+        G, state = ema_generator_from_checkpoint(args.checkpoint, resolve_device(args.device))
+    except (FileNotFoundError, ValueError) as exc:   # errors.InputError (an unusable file) is a ValueError
         parser.error(str(exc))
     z = torch.randn(args.n, G.cfg.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     w_avg = G.mean_style() if args.truncation != 1.0 else None

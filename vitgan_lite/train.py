@@ -18,7 +18,9 @@ Ablations: --no-bcr, --no-augment (or --augment POLICY), --attention dot, --spec
 Under torchrun (distributed.py) `--batch-size` is the global batch, split evenly over the
 processes (one per GPU; gloo CPU processes with --device cpu); only process 0 prints and writes.
 Exit status: 0 done or time budget spent, 130 stopped by Ctrl-C (after saving), 1 NaN/inf loss,
-2 bad arguments.
+2 bad arguments or a file that cannot be used (a one-line message naming it, no traceback).
+A run killed at any moment (even SIGKILL) loses nothing but the steps since its last checkpoint:
+`--resume` continues from there, and removes what the kill left half-written.
 """
 from __future__ import annotations
 
@@ -37,7 +39,7 @@ from .checkpoint import list_checkpoints, load_latest
 from .config import (ATTENTION_KINDS, PRECISIONS, SPECTRAL_NORM_KINDS, DiscriminatorConfig, GeneratorConfig,
                      TrainConfig)
 from .data import load_dataset
-from .loop import RunFolderError
+from .errors import CONTENT_ERRORS, CheckpointError, InputError, cause
 from .trainer import NonFiniteLossError, Trainer, resolve_device
 
 PRESETS = ("cifar10", "small", "tiny")
@@ -226,12 +228,41 @@ def resume_data(args, parser, recorded: str | None) -> str:
     return args.data
 
 
+def check_run_configs(path: Path, state: dict) -> None:
+    """CheckpointError naming the checkpoint unless its configs are configs of this vitgan_lite."""
+    configs = state["configs"]
+    try:
+        GeneratorConfig.from_dict(configs["generator"])
+        DiscriminatorConfig(**configs["discriminator"])
+        TrainConfig.from_dict(configs["train"])
+    except (*CONTENT_ERRORS, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds configs this vitgan_lite cannot read ({cause(exc)}); "
+                              "resume from an older checkpoint (move this one aside) or start a new --out") from exc
+
+
+def restore(trainer: Trainer, path: Path, state: dict) -> None:
+    """Load the checkpoint's weights and states; ones that do not fit the models its configs
+    describe become a CheckpointError naming it."""
+    try:
+        trainer.load_state_dict(state)
+    except (*CONTENT_ERRORS, ValueError) as exc:
+        raise CheckpointError(f"checkpoint {path} holds weights or states that do not fit its configs "
+                              f"({cause(exc)}); resume from an older checkpoint (move this one aside) "
+                              "or start a new --out") from exc
+
+
 def resume_trainer(args, parser) -> Trainer:
-    """The run in --out, from its newest readable checkpoint; options may repeat the run's values."""
+    """The run in --out, from its newest readable checkpoint; options may repeat the run's values.
+    A checkpoint whose content this vitgan_lite cannot use is a CheckpointError naming it."""
     try:
         path, state = load_latest(args.out)
     except FileNotFoundError:
+        found = len(list_checkpoints(args.out))
+        if found:       # load_latest warned about each
+            usage_error(parser, f"--resume: none of the {found} checkpoint file(s) in {args.out} is readable; "
+                                "move them aside to start the run there again")
         usage_error(parser, f"--resume: no checkpoint (ckpt_*.pt) in {args.out}; start a run there without --resume")
+    check_run_configs(path, state)
     changes = changed_options(args, state)
     if changes:
         usage_error(parser, f"--resume keeps the run's configs, and these options would change them: "
@@ -239,8 +270,9 @@ def resume_trainer(args, parser) -> Trainer:
     meta = state.get("meta", {})
     data = resume_data(args, parser, meta.get("data"))
     image_size = state["configs"]["generator"]["image_size"]
-    trainer = Trainer.from_state(state, load_dataset(data, image_size, args.data_root), args.device,
-                                 **given(args, RESUMABLE))
+    trainer = Trainer.from_configs(state["configs"], load_dataset(data, image_size, args.data_root), args.device,
+                                   **given(args, RESUMABLE))     # a ValueError here: a changed option's
+    restore(trainer, path, state)
     trainer.meta["data"] = data
     preset = run_preset(state)
     if preset:
@@ -294,7 +326,7 @@ def train_from_args(args, parser) -> int:
               f"out {Path(args.out)}")
     try:
         history = trainer.run(steps, args.out, max_seconds=args.hours * 3600 if args.hours else None)
-    except RunFolderError as exc:
+    except InputError as exc:      # a run folder it must not write into, an image that broke meanwhile
         usage_error(parser, str(exc))
     except NonFiniteLossError as exc:
         last = list_checkpoints(args.out)

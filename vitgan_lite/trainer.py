@@ -57,10 +57,14 @@ class NonFiniteLossError(RuntimeError):
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """'auto' -> cuda if available, else cpu."""
+    """'auto' -> cuda if available, else cpu; a name torch does not know, or cuda without CUDA, is a
+    ValueError (torch's own error lists every device type it was built with)."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
+    try:
+        device = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but CUDA is not available; use --device cpu or auto")
     return device
@@ -232,11 +236,17 @@ class Trainer:
         set_rng_state(state["rng"])
 
     @classmethod
-    def from_state(cls, state: dict, dataset, device: str | torch.device = "auto", **train_changes) -> "Trainer":
-        """Rebuild a trainer from a checkpoint's state; `train_changes` may only touch bookkeeping."""
-        configs = state["configs"]
+    def from_configs(cls, configs: dict, dataset, device: str | torch.device = "auto",
+                     **train_changes) -> "Trainer":
+        """A new trainer with a checkpoint's configs (its "configs" entry); `train_changes` may only
+        touch bookkeeping."""
         tcfg = TrainConfig.from_dict(configs["train"]).replace(**train_changes)
         gcfg = GeneratorConfig.from_dict(configs["generator"])      # older runs: linspace coordinates
-        trainer = cls(gcfg, DiscriminatorConfig(**configs["discriminator"]), tcfg, dataset, device)
+        return cls(gcfg, DiscriminatorConfig(**configs["discriminator"]), tcfg, dataset, device)
+
+    @classmethod
+    def from_state(cls, state: dict, dataset, device: str | torch.device = "auto", **train_changes) -> "Trainer":
+        """Rebuild a trainer from a checkpoint's state; `train_changes` may only touch bookkeeping."""
+        trainer = cls.from_configs(state["configs"], dataset, device, **train_changes)
         trainer.load_state_dict(state)
         return trainer
