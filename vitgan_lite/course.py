@@ -35,3 +35,122 @@ def cmp(name: str, mine, reference, *, atol: float = 1e-6, rtol: float = 1e-5) -
     if not approx:
         raise AssertionError(f"{name}: max |Δ| = {delta:.3e} exceeds atol={atol}, rtol={rtol}")
     return delta
+
+
+# ---- Exercise checks of notebooks 06-09 -------------------------------------------------------------
+# Each takes the reader's function, compares it with the package (or the math) on a few fixed cases,
+# raises AssertionError with the first disagreement, and prints one line when everything agrees.
+# None of them changes the global random state.
+
+
+def _agree(name: str, got, want, *, atol: float, rtol: float = 0.0) -> None:
+    got, want = torch.as_tensor(got), torch.as_tensor(want)
+    if got.shape != want.shape:
+        raise AssertionError(f"{name}: shape {tuple(got.shape)}, expected {tuple(want.shape)}")
+    if not torch.allclose(got.detach().double(), want.detach().double(), atol=atol, rtol=rtol):
+        raise AssertionError(f"{name}: off by up to {max_abs_diff(got, want):.3g} (tolerance {atol:g})")
+
+
+def check_l2_logits(fn) -> None:
+    """Notebook 06: `fn(q, k)`, q (..., N, d) and k (..., M, d), not necessarily equal (untied), returns
+    logits (..., N, M) whose softmax over the last dimension is softmax_j(-||q_i - k_j||^2 / sqrt(d)).
+    A constant added to a whole row is allowed: softmax does not see it."""
+    gen = torch.Generator().manual_seed(0)
+    shapes = [((2, 3, 5, 4), (2, 3, 5, 4)), ((1, 1, 3, 8), (1, 1, 7, 8)), ((4, 6, 16), (4, 9, 16))]
+    for case, (q_shape, k_shape) in enumerate(shapes):
+        q = 2 * torch.randn(q_shape, generator=gen, dtype=torch.float64)
+        k = 2 * torch.randn(k_shape, generator=gen, dtype=torch.float64)
+        want = -(q.unsqueeze(-2) - k.unsqueeze(-3)).pow(2).sum(-1) / q.shape[-1] ** 0.5   # (..., N, M)
+        got = torch.as_tensor(fn(q.clone(), k.clone()))
+        _agree(f"check_l2_logits, case {case} (q {q_shape}, k {k_shape}): softmax of the logits",
+               got.softmax(-1), want.softmax(-1), atol=1e-6)
+    print(f"check_l2_logits: passed ({len(shapes)} cases, untied q and k)")
+
+
+def check_translation_mask(fn) -> None:
+    """Notebook 07: `fn(dy, dx, h, w)` returns the (h, w) bool mask of the INPUT pixels that
+    `vitgan_lite.augment.translation` keeps in the frame when it shifts by (dy, dx), i.e. where
+    d translation(x).sum() / dx is 1 (out[y, x] = in[y + dy, x + dx], zeros shifted in)."""
+    from .augment import translation
+
+    cases = 0
+    with torch.random.fork_rng(devices=[]):
+        for seed in range(40):
+            h, w = (32, 32) if seed % 2 else (16, 24)
+            torch.manual_seed(seed)                                    # the draws translation will make
+            sy, sx = int(h * 0.125 + 0.5), int(w * 0.125 + 0.5)
+            dy = int(torch.randint(-sy, sy + 1, (1, 1, 1)))
+            dx = int(torch.randint(-sx, sx + 1, (1, 1, 1)))
+            x = torch.randn(1, 1, h, w).requires_grad_(True)
+            torch.manual_seed(seed)
+            translation(x).sum().backward()
+            want = x.grad[0, 0] != 0                                    # (h, w)
+            got = torch.as_tensor(fn(dy, dx, h, w)).bool()
+            if got.shape != want.shape or not torch.equal(got, want):
+                raise AssertionError(f"check_translation_mask: wrong mask for (dy, dx) = ({dy}, {dx}) on a "
+                                     f"{h}x{w} image ({int((got != want).sum()) if got.shape == want.shape else 'shape'} "
+                                     f"pixels differ)")
+            cases += 1
+    print(f"check_translation_mask: passed ({cases} shifts)")
+
+
+def check_flip(fn) -> None:
+    """Notebook 07: `fn(x)`, x (B, C, H, W), mirrors each image left-right with probability 1/2,
+    independently per image, and lets gradients through (each output pixel is one input pixel)."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        x = torch.randn(400, 3, 8, 8).requires_grad_(True)
+        out = fn(x)
+        if tuple(out.shape) != tuple(x.shape):
+            raise AssertionError(f"check_flip: output shape {tuple(out.shape)}, expected {tuple(x.shape)}")
+        same = (out == x).flatten(1).all(1)
+        mirrored = (out == x.flip(3)).flatten(1).all(1)
+        if not bool((same | mirrored).all()):
+            raise AssertionError("check_flip: some images are neither unchanged nor mirrored left-right "
+                                 "(flip the width axis, dim 3, of whole images)")
+        share = mirrored.float().mean().item()
+        if not 0.4 < share < 0.6:
+            raise AssertionError(f"check_flip: {share:.0%} of 400 images mirrored; expected about half, "
+                                 "drawn per image")
+        if not out.requires_grad:
+            raise AssertionError("check_flip: the output has no gradient (detached?)")
+        out.sum().backward()
+        if not torch.equal(x.grad, torch.ones_like(x)):
+            raise AssertionError("check_flip: d fn(x).sum() / dx is not 1 everywhere; a flip moves pixels, "
+                                 "it must neither drop nor scale them")
+    print(f"check_flip: passed (400 images, {share:.0%} mirrored, gradient 1 everywhere)")
+
+
+def check_adam_steps(fn) -> None:
+    """Notebook 08: `fn(grads, lr, betas, eps)` returns the total change of a weight (a tensor) after
+    one Adam step per gradient in `grads` (a list of tensors of one shape), starting from zero moments,
+    compared with `torch.optim.Adam` (no weight decay, no amsgrad)."""
+    gen = torch.Generator().manual_seed(0)
+    cases = 0
+    for betas in [(0.0, 0.99), (0.9, 0.999), (0.5, 0.9)]:
+        for n_steps in (1, 2, 3):
+            grads = [torch.randn(6, generator=gen, dtype=torch.float64) * 10.0 ** torch.randint(-4, 2, (6,), generator=gen)
+                     for _ in range(n_steps)]
+            w = torch.zeros(6, dtype=torch.float64, requires_grad=True)
+            opt = torch.optim.Adam([w], lr=0.01, betas=betas, eps=1e-8)
+            for g in grads:
+                w.grad = g.clone()
+                opt.step()
+            got = torch.as_tensor(fn([g.clone() for g in grads], 0.01, betas, 1e-8))
+            _agree(f"check_adam_steps, betas {betas}, {n_steps} step(s): weight change", got, w.detach(), atol=1e-12,
+                   rtol=1e-9)
+            cases += 1
+    print(f"check_adam_steps: passed ({cases} cases, betas (0, 0.99), (0.9, 0.999), (0.5, 0.9), 1-3 steps)")
+
+
+def check_ema_decay(fn) -> None:
+    """Notebook 09: `fn(batch_size, half_life_images)` returns the per-step EMA decay beta such that
+    after `half_life_images` images an old weight counts half (`TrainConfig.ema_decay`)."""
+    from .config import TrainConfig
+
+    cases = [(128, 1_000_000), (32, 5_000), (64, 10_000), (8, 8), (1, 3)]
+    for batch, half_life in cases:
+        want = TrainConfig(batch_size=batch, ema_half_life_images=half_life).ema_decay
+        _agree(f"check_ema_decay, batch {batch}, half-life {half_life:,} images", fn(batch, half_life), want,
+               atol=1e-12)
+    print(f"check_ema_decay: passed ({len(cases)} batch sizes and half-lives)")
