@@ -1,10 +1,12 @@
 """Multi-head self-attention: dot-product (the generator) and L2 (the discriminator).
 
 Dot product (Vaswani et al.): logits_ij = q_i . k_j / sqrt(d_head).
-L2 (Kim et al. 2021): logits_ij = -||q_i - k_j||^2 / sqrt(d_head) with W_q = W_k tied. Unlike the
-dot product, L2 attention is Lipschitz -- but only with tied weights -- which keeps the ViT
-discriminator's gradients bounded. (The paper prints d(q, k) without sign or square; the cited
-form is the negative squared distance: the nearest key gets the most weight.)
+L2 (Kim et al. 2021): logits_ij = -||q_i - k_j||^2 / sqrt(d_head) with W_q = W_k tied. Kim et al.
+prove L2 attention Lipschitz when the value map is tied to W_q as well (A = W_q W_q^T / sqrt(D/H));
+ViTGAN takes the tied distance logits but keeps a separate W_v, which that proof does not cover:
+what it buys the discriminator is measured (notebooks 06 and 11), not proved. (The paper prints
+d(q, k) without sign or square; the cited form is the negative squared distance: the nearest key
+gets the most weight.)
 
 Both modules have a reference path (logits built explicitly; used when `return_attention=True`)
 and a fused path through `F.scaled_dot_product_attention` (SDPA). For L2 the fused path uses
