@@ -1,6 +1,5 @@
 """Slim generator files: the EMA generator survives export/load bit for bit; broken files fail clearly."""
 import dataclasses
-from pathlib import Path
 
 import pytest
 import torch
@@ -14,7 +13,6 @@ from vitgan_lite.pretrained import FORMAT, export_generator, load_generator, mai
 from vitgan_lite.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SHIPPED = Path(__file__).parents[1] / "notebooks" / "assets" / "vitgan_tiny_cifar10.pt"   # notebook 10's
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +95,17 @@ def test_cli_exports_and_reports_errors(checkpoint, tmp_path, capsys):
     assert "not a vitgan_lite training checkpoint" in capsys.readouterr().err
 
 
+def test_export_records_a_measured_fid_with_its_protocol(checkpoint, tmp_path, capsys):
+    assert main([str(checkpoint), str(tmp_path / "g.pt"), "--fid", "61.25", "--fid-protocol", "1000 vs 10000"]) == 0
+    meta = load_generator(tmp_path / "g.pt")[1]
+    assert meta["fid"] == 61.25 and meta["fid_protocol"] == "1000 vs 10000"
+    assert "fid" not in load_generator(export_generator(checkpoint, tmp_path / "plain.pt"))[1]
+    with pytest.raises(SystemExit) as exc:
+        main([str(checkpoint), str(tmp_path / "half.pt"), "--fid", "61.25"])     # a number without its protocol
+    assert exc.value.code == 2 and "--fid-protocol" in capsys.readouterr().err
+    assert not (tmp_path / "half.pt").exists()
+
+
 def test_configs_saved_before_the_coordinates_field_load_with_linspace_grids():
     old = {k: v for k, v in dataclasses.asdict(GeneratorConfig.tiny()).items()
            if k not in ("attention", "spectral_norm", "coordinates")}      # what older files hold
@@ -125,9 +134,12 @@ def _old_coordinate_grid(side, kind=None, device=None):
 
 
 @torch.no_grad()
-def test_the_shipped_generator_renders_bit_for_bit_as_before(monkeypatch):
-    G, _ = load_generator(SHIPPED)
-    assert "coordinates" not in torch.load(SHIPPED, weights_only=True)["config"]   # an old file
+def test_a_generator_file_older_than_the_coordinates_field_renders_bit_for_bit_as_before(checkpoint, tmp_path,
+                                                                                       monkeypatch):
+    slim = torch.load(export_generator(checkpoint, tmp_path / "new.pt"), weights_only=True)
+    del slim["config"]["coordinates"]                                     # as files were written before the field
+    old_file = save_checkpoint(slim, tmp_path / "old.pt")
+    G, _ = load_generator(old_file)
     assert G.cfg.coordinates == "linspace"
     z = torch.randn(8, G.cfg.latent_dim, generator=torch.Generator().manual_seed(0))
     images = [G(z), G.synthesize(G.style(z), patch_resolution=8)]

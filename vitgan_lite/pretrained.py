@@ -10,7 +10,8 @@ reads it without running pickled code. `load_generator` reads either kind of fil
 
 Slim file layout:
     {"format": FORMAT, "config": GeneratorConfig fields, "state_dict": the EMA generator's weights,
-     "meta": {"step", "dataset", "train": TrainConfig fields, "source": checkpoint file name, "weights": "EMA"}}
+     "meta": {"step", "dataset", "train": TrainConfig fields, "source": checkpoint file name, "weights": "EMA",
+              optionally "fid": its measured FID and "fid_protocol": how it was measured}}
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import torch
 
 from .checkpoint import save_checkpoint
 from .config import GeneratorConfig
-from .errors import CONTENT_ERRORS, GeneratorFileError, InputError, cause
+from .errors import CONTENT_ERRORS, GeneratorFileError, cause
 from .generator import Generator
 from .sample import ema_generator_from_checkpoint, ema_generator_from_state
 
@@ -39,14 +40,20 @@ def provenance(state: dict, source: str | Path, dataset: str | None = None) -> d
             "source": Path(source).name, "weights": "EMA"}
 
 
-def export_generator(checkpoint: str | Path, out_path: str | Path, dataset: str | None = None) -> Path:
+def export_generator(checkpoint: str | Path, out_path: str | Path, dataset: str | None = None,
+                     fid: float | None = None, fid_protocol: str | None = None) -> Path:
     """Write the EMA generator of `checkpoint` (file or run folder) to `out_path`, atomically.
 
     `dataset` names the training data in the metadata (default: what the run recorded, else 'unknown').
+    `fid` and `fid_protocol` record a measured FID with the protocol it was measured under (both or neither).
     """
+    if (fid is None) != (fid_protocol is None):
+        raise ValueError("give the FID and its protocol together (--fid and --fid-protocol)")
     G, state = ema_generator_from_checkpoint(checkpoint)
-    slim = {"format": FORMAT, "config": dataclasses.asdict(G.cfg), "state_dict": G.state_dict(),
-            "meta": provenance(state, checkpoint, dataset)}
+    meta = provenance(state, checkpoint, dataset)
+    if fid is not None:
+        meta.update(fid=float(fid), fid_protocol=str(fid_protocol))
+    slim = {"format": FORMAT, "config": dataclasses.asdict(G.cfg), "state_dict": G.state_dict(), "meta": meta}
     return save_checkpoint(slim, out_path)   # temp file + fsync + os.replace
 
 
@@ -105,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("checkpoint", help="training checkpoint ckpt_*.pt or a run folder (its newest checkpoint)")
     parser.add_argument("out", help="file to write, e.g. vitgan_tiny_cifar10.pt")
     parser.add_argument("--dataset", default=None, help="name of the training data for the metadata")
+    parser.add_argument("--fid", type=float, default=None, help="the generator's measured FID, for the metadata")
+    parser.add_argument("--fid-protocol", default=None,
+                        help="how --fid was measured, e.g. '1000 EMA samples vs 10000 train_10k images'")
     args = parser.parse_args(argv)
     try:
-        out = export_generator(args.checkpoint, args.out, args.dataset)
-    except (FileNotFoundError, InputError) as exc:
+        out = export_generator(args.checkpoint, args.out, args.dataset, args.fid, args.fid_protocol)
+    except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
     _, meta = load_generator(out)                     # the file must load back
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; EMA generator of step {meta['step']}, "
