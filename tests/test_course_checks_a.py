@@ -109,3 +109,13 @@ def test_spectral_norm_step_check():
         check_spectral_norm_step(stale_u)
     with pytest.raises(AssertionError):
         check_spectral_norm_step(lambda W, u: (W / torch.linalg.matrix_norm(W), u))   # Frobenius, not spectral
+
+
+def test_stripe_period_check():
+    from vitgan_lite.course import check_stripe_period
+
+    check_stripe_period(lambda B, side: 2 * math.pi / B.norm(dim=1) * side / 2)
+    with pytest.raises(AssertionError, match="side"):
+        check_stripe_period(lambda B, side: 2 * math.pi / B.norm(dim=1) * (side - 1) / 2)   # linspace spacing
+    with pytest.raises(AssertionError):
+        check_stripe_period(lambda B, side: 2 * math.pi / B.abs().sum(dim=1) * side / 2)     # L1 norm of B_j

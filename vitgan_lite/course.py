@@ -106,6 +106,20 @@ def check_adain(fn) -> None:
     print("check_adain: passed (2 shapes)")
 
 
+def check_stripe_period(fn) -> None:
+    """Notebook 03: `fn(B, side) -> periods` must give the stripe period of every Fourier channel, in pixels.
+
+    B (D, 2): the frequencies of sin(c @ B^T + b). periods (D,): how many pixels of a side x side
+    `coordinate_grid` (pixel centres 2 / side apart in [-1, 1]) one period of channel j spans.
+    """
+    gen = _inputs()
+    for dim, side, scale in ((16, 32, 3.0), (8, 4, 1.0), (5, 128, 10.0)):
+        B = scale * torch.randn(dim, 2, generator=gen)
+        want = (2 * math.pi / B.norm(dim=1)) / (2 / side)               # coordinate units / pixel size
+        _close(f"B {tuple(B.shape)}, side {side}", fn(B.clone(), side), want, atol=1e-4, rtol=1e-4)
+    print("check_stripe_period: passed (3 grids and frequency scales)")
+
+
 def check_lrelu_gain(fn) -> None:
     """Notebook 04: `fn(slope)` must return the gain g with E[(g * leaky_relu(x, slope))^2] = 1 for x ~ N(0, 1).
 
