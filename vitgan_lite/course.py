@@ -8,6 +8,8 @@ are, not a literal "True" printed after an assert.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -48,7 +50,7 @@ def _agree(name: str, got, want, *, atol: float, rtol: float = 0.0) -> None:
     if got.shape != want.shape:
         raise AssertionError(f"{name}: shape {tuple(got.shape)}, expected {tuple(want.shape)}")
     if not torch.allclose(got.detach().double(), want.detach().double(), atol=atol, rtol=rtol):
-        raise AssertionError(f"{name}: off by up to {max_abs_diff(got, want):.3g} (tolerance {atol:g})")
+        raise AssertionError(f"{name}: max |Δ| = {max_abs_diff(got, want):.3g} (tolerance atol {atol:g}, rtol {rtol:g})")
 
 
 def check_l2_logits(fn) -> None:
@@ -154,3 +156,106 @@ def check_ema_decay(fn) -> None:
         _agree(f"check_ema_decay, batch {batch}, half-life {half_life:,} images", fn(batch, half_life), want,
                atol=1e-12)
     print(f"check_ema_decay: passed ({len(cases)} batch sizes and half-lives)")
+
+# ----------------------------------------------------------------------------------------------
+# Exercise checks for notebooks 01-05: call one on your own code. It raises AssertionError saying
+# what is wrong, or prints one line when your answer passes. The checks draw their test inputs
+# from their own seeded generator, so calling one does not change a notebook's random stream.
+# ----------------------------------------------------------------------------------------------
+
+def check_every_parameter_gets_gradient(model: torch.nn.Module, loss: torch.Tensor) -> int:
+    """Backpropagate `loss` (a scalar computed with `model`) and assert every parameter gets a gradient.
+
+    A branch that is computed and then dropped, or a weight used through `.detach()`, gets no gradient
+    (or an all-zero one) and would never train; shapes and outputs look fine. Old gradients are cleared
+    first. Raises AssertionError naming every parameter without a gradient; returns the tensor count.
+    """
+    if loss.ndim != 0:
+        raise ValueError(f"loss must be a scalar, got shape {tuple(loss.shape)}; reduce it, e.g. .square().mean()")
+    model.zero_grad(set_to_none=True)
+    loss.backward()
+    named = list(model.named_parameters())
+    missing = [name for name, p in named if p.grad is None or not bool(p.grad.ne(0).any())]
+    if missing:
+        raise AssertionError(f"{len(missing)} of {len(named)} parameter tensors get no gradient: {', '.join(missing)}")
+    print(f"check_every_parameter_gets_gradient: passed (all {len(named)} parameter tensors get a gradient)")
+    return len(named)
+
+
+def check_overlapping_unpatchify(fn) -> None:
+    """Notebook 01: `fn(windows, patch_size, image_size) -> images` must invert `overlapping_patches`.
+
+    windows (B, L, C*2P*2P) as `vitgan_lite.patches.overlapping_patches` returns them, (c p1 p2) inside;
+    images (B, C, H, W) with H = W = image_size. Tried on 3 sizes with 1 to 3 channels.
+    """
+    from .patches import overlapping_patches
+
+    gen = torch.Generator().manual_seed(0)
+    for batch, channels, size, p in ((2, 3, 32, 4), (1, 1, 16, 2), (3, 2, 24, 8)):
+        x = torch.randn(batch, channels, size, size, generator=gen)
+        _agree(f"image {size}x{size}, P={p}, C={channels}", fn(overlapping_patches(x, p), p, size), x, atol=1e-5, rtol=1e-5)
+    print("check_overlapping_unpatchify: passed (3 image and patch sizes, 1 to 3 channels)")
+
+
+def check_adain(fn) -> None:
+    """Notebook 02: `fn(h, gamma, beta)` must be AdaIN on tokens: every channel normalised over the tokens.
+
+    h (B, L, D), gamma and beta (B, D) -> (B, L, D): gamma * (h - mean_L h) / sqrt(var_L h + 1e-5) + beta,
+    mean and (biased) variance taken over the L tokens of each sample and channel.
+    """
+    gen = torch.Generator().manual_seed(0)
+    for batch, tokens, dim in ((2, 64, 48), (3, 16, 5)):
+        h = 3 * torch.randn(batch, tokens, dim, generator=gen) + 1
+        gamma, beta = torch.randn(batch, dim, generator=gen), torch.randn(batch, dim, generator=gen)
+        normed = torch.nn.functional.instance_norm(h.transpose(1, 2), eps=1e-5).transpose(1, 2)  # (B, L, D)
+        _agree(f"h {tuple(h.shape)}", fn(h, gamma, beta), gamma[:, None] * normed + beta[:, None], atol=1e-4, rtol=1e-5)
+    print("check_adain: passed (2 shapes)")
+
+
+def check_stripe_period(fn) -> None:
+    """Notebook 03: `fn(B, side) -> periods` must give the stripe period of every Fourier channel, in pixels.
+
+    B (D, 2): the frequencies of sin(c @ B^T + b). periods (D,): how many pixels of a side x side
+    `coordinate_grid` (pixel centres 2 / side apart in [-1, 1]) one period of channel j spans.
+    """
+    gen = torch.Generator().manual_seed(0)
+    for dim, side, scale in ((16, 32, 3.0), (8, 4, 1.0), (5, 128, 10.0)):
+        B = scale * torch.randn(dim, 2, generator=gen)
+        want = (2 * math.pi / B.norm(dim=1)) / (2 / side)               # coordinate units / pixel size
+        _agree(f"B {tuple(B.shape)}, side {side}", fn(B.clone(), side), want, atol=1e-4, rtol=1e-4)
+    print("check_stripe_period: passed (3 grids and frequency scales)")
+
+
+def check_lrelu_gain(fn) -> None:
+    """Notebook 04: `fn(slope)` must return the gain g with E[(g * leaky_relu(x, slope))^2] = 1 for x ~ N(0, 1).
+
+    Accepts a closed form or a Monte Carlo estimate (relative tolerance 0.5 %).
+    """
+    for slope in (0.0, 0.2, 0.5, 1.0):
+        want = math.sqrt(2.0 / (1.0 + slope ** 2))
+        got = float(fn(slope))
+        if not math.isclose(got, want, rel_tol=5e-3):
+            raise AssertionError(f"slope {slope}: gain {got:.4f}, expected {want:.4f}")
+    print("check_lrelu_gain: passed (slopes 0, 0.2, 0.5, 1)")
+
+
+def check_spectral_norm_step(fn) -> None:
+    """Notebook 05: `fn(W, u) -> (W_bar, u_new)` must be one training-mode step of plain spectral normalization.
+
+    W (out, in), u (out,) a unit vector. One power step from u gives u_new; then v = normalize(W^T u_new),
+    sigma = u_new^T W v and W_bar = W / sigma. Compared with `vitgan_lite.spectral.spectral_norm`'s own step.
+    """
+    from .spectral import SpectralNormParametrization
+
+    gen = torch.Generator().manual_seed(0)
+    for n_out, n_in in ((128, 64), (64, 192), (10, 10)):
+        W = torch.randn(n_out, n_in, generator=gen) / math.sqrt(n_in)
+        u = torch.nn.functional.normalize(torch.randn(n_out, generator=gen), dim=0)
+        reference = SpectralNormParametrization(W, rescale=False, init_iterations=0).train()
+        reference.u.copy_(u)
+        with torch.no_grad():
+            want_w = reference(W)
+        got_w, got_u = fn(W.clone(), u.clone())
+        _agree(f"W_bar for W {n_out}x{n_in}", got_w, want_w, atol=1e-5, rtol=1e-5)
+        _agree(f"u_new for W {n_out}x{n_in}", got_u, reference.u, atol=1e-5, rtol=1e-5)
+    print("check_spectral_norm_step: passed (3 weight shapes)")
