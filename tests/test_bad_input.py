@@ -377,3 +377,18 @@ def test_every_command_line_error_is_one_line_and_exit_status_2(cli_files, tmp_p
 def test_errors_of_unusable_input_are_value_errors_of_one_family():
     for error in (DatasetError, CheckpointError, GeneratorFileError):
         assert issubclass(error, InputError) and issubclass(error, ValueError)
+
+
+# ---- outputs that cannot be written --------------------------------------------------------------
+def test_unwritable_outputs_are_usage_errors(files, tmp_path, capsys):
+    """An output path below a regular file (NotADirectoryError, even for root): one line, exit 2."""
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    below = blocker / "sub"
+    assert_usage_error(sample.main, ["--checkpoint", str(files.checkpoint), "--out", str(below / "grid.png"),
+                                     "--n", "4"], capsys, "cannot write")
+    assert_usage_error(sample.main, ["--checkpoint", str(files.checkpoint), "--out", str(tmp_path / "grid.png"),
+                                     "--n", "4", "--images-dir", str(below)], capsys, "cannot write")
+    assert_usage_error(pretrained.main, [str(files.checkpoint), str(below / "g.pt")], capsys, "cannot write")
+    assert_usage_error(train.main, ["--preset", "tiny", "--data", str(files.npz), "--out", str(below),
+                                    "--steps", "1", "--batch-size", "4"], capsys, "cannot write into --out")

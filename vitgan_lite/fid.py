@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
                               args.truncation, args.data_root)
     except (FileNotFoundError, ValueError) as exc:   # errors.InputError (an unusable file) is a ValueError
         parser.error(str(exc))
+    except OSError as exc:   # --cache-dir or --data-root cannot be written
+        parser.error(f"cannot write {exc.filename} ({exc.strerror or type(exc).__name__}); "
+                     "choose a writable --cache-dir / --data-root")
     print(f"FID {value:.2f} at step {state['step']}: {protocol}")
     return 0
 

@@ -120,6 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         out = export_generator(args.checkpoint, args.out, args.dataset, args.fid, args.fid_protocol)
     except (FileNotFoundError, ValueError) as exc:
         parser.error(str(exc))
+    except OSError as exc:   # the output cannot be written: a folder that is a file, no permission, a full disk
+        parser.error(f"cannot write {exc.filename or args.out} ({exc.strerror or type(exc).__name__}); "
+                     "choose a writable output path")
     _, meta = load_generator(out)                     # the file must load back
     print(f"wrote {out} ({out.stat().st_size / 1e6:.2f} MB; EMA generator of step {meta['step']}, "
           f"data {meta['dataset']})")

@@ -93,13 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     z = torch.randn(args.n, G.cfg.latent_dim, generator=torch.Generator().manual_seed(args.seed))
     w_avg = G.mean_style() if args.truncation != 1.0 else None
     images = generate(G, z, args.truncation, w_avg)                   # (n, C, H, W)
-    grid = save_grid(images, args.out, args.nrow)
-    print(f"wrote {grid} ({args.n} images, step {state['step']}, truncation {args.truncation})")
-    if args.images_dir:
-        folder = Path(args.images_dir)
-        folder.mkdir(parents=True, exist_ok=True)
-        for i, image in enumerate(images):
-            save_image(image, folder / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+    try:
+        grid = save_grid(images, args.out, args.nrow)
+        print(f"wrote {grid} ({args.n} images, step {state['step']}, truncation {args.truncation})")
+        if args.images_dir:
+            folder = Path(args.images_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            for i, image in enumerate(images):
+                save_image(image, folder / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+    except OSError as exc:   # a folder that is a file, no permission, a full disk
+        parser.error(f"cannot write {exc.filename or args.out} ({exc.strerror or type(exc).__name__}); "
+                     "choose a writable --out / --images-dir")
         print(f"wrote {args.n} images to {folder}")
     return 0
 

@@ -328,6 +328,9 @@ def train_from_args(args, parser) -> int:
         history = trainer.run(steps, args.out, max_seconds=args.hours * 3600 if args.hours else None)
     except InputError as exc:      # a run folder it must not write into, an image that broke meanwhile
         usage_error(parser, str(exc))
+    except OSError as exc:         # --out cannot be written: a folder that is a file, no permission, a full disk
+        usage_error(parser, f"cannot write into --out {args.out}: {exc.filename or ''} "
+                            f"({exc.strerror or type(exc).__name__}); choose a writable folder")
     except NonFiniteLossError as exc:
         last = list_checkpoints(args.out)
         if distributed.is_main():
