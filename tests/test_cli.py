@@ -75,7 +75,8 @@ def test_train_cifar10_with_ablations_and_sample(tmp_path, cifar_npz, capsys):
     with Image.open(grid) as im:
         assert im.size == (2 + 3 * 34, 2 + 2 * 34)
     assert sorted(p.name for p in images.iterdir()) == [f"{i:05d}.png" for i in range(6)]
-    assert "step 2, truncation 0.7" in capsys.readouterr().out
+    out_text = capsys.readouterr().out
+    assert "step 2, truncation 0.7" in out_text and f"wrote 6 images to {images}" in out_text
 
 
 def test_truncation_moves_samples_towards_the_mean_style(tmp_path, small_npz):

@@ -101,10 +101,10 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir(parents=True, exist_ok=True)
             for i, image in enumerate(images):
                 save_image(image, folder / f"{i:05d}.png", normalize=True, value_range=(-1, 1))
+            print(f"wrote {args.n} images to {folder}")
     except OSError as exc:   # a folder that is a file, no permission, a full disk
         parser.error(f"cannot write {exc.filename or args.out} ({exc.strerror or type(exc).__name__}); "
                      "choose a writable --out / --images-dir")
-        print(f"wrote {args.n} images to {folder}")
     return 0
 
 
