@@ -36,11 +36,13 @@ import sys
 import time
 from pathlib import Path
 from typing import Callable, NamedTuple
+from unittest import mock
 
 import torch
 from torch.utils import benchmark
 
 from vitgan_lite import Discriminator
+from vitgan_lite import attention
 from vitgan_lite.attention import L2MultiHeadAttention, MultiHeadAttention, sdpa_kernel_name
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import SyntheticImages, cifar10_subset, offline_cifar10_dir
@@ -182,6 +184,28 @@ def dot_attention_case(quick, device) -> Case:
     return _attention_case("dot attention", MultiHeadAttention, g.dim, g.heads, g.num_patches, quick, device)
 
 
+def half_attention_case(quick, device) -> Case:
+    """D's L2 attention forward+backward under half-precision autocast: SDPA's fused kernel forced
+    (the reference here) against the package's path, which on the CPU under bf16 is the explicit
+    logits (attention.flash_is_slow) and on a GPU the fused kernel."""
+    _, d, batch = sizes(quick)
+    attn = L2MultiHeadAttention(d.dim, d.heads).to(device)
+    x = torch.randn(4 * batch, d.num_patches + 1, d.dim, device=device, requires_grad=True)  # the D step's 4B
+    half = "fp16" if device.type == "cuda" and not torch.cuda.is_bf16_supported() else "bf16"
+
+    def step(force_fused: bool) -> torch.Tensor:
+        patched = mock.patch.object(attention, "flash_is_slow", lambda _: False) if force_fused else contextlib.nullcontext()
+        with patched, Precision(half, device).autocast():
+            out = attn(x)                                                   # (4B, N, D)
+        out.float().sum().backward()
+        return out.detach()
+    with Precision(half, device).autocast():
+        path = "explicit logits" if attention.flash_is_slow(x) else "fused SDPA"
+    return Case(f"L2 attention, {half} autocast, forward+backward", "fused SDPA", f"package: {path}",
+                lambda: step(True), lambda: step(False), 0.1,
+                f"L2 attention under {half} autocast on {device}: the package runs **{path}**")
+
+
 def decoder_reference(decoder: ImplicitPatchDecoder, y: torch.Tensor) -> torch.Tensor:
     """The naive implicit decoder: an explicit weight matrix per patch in every layer."""
     b, n, _ = y.shape
@@ -239,8 +263,8 @@ def bf16_case(quick, device) -> Case:
                 lambda: step("fp32"), lambda: step(half), 0.1)
 
 
-FAST_PATH_CASES = (modulated_linear_case, l2_attention_case, dot_attention_case, decoder_case,
-                   spectral_norm_case, bf16_case)
+FAST_PATH_CASES = (modulated_linear_case, l2_attention_case, dot_attention_case, half_attention_case,
+                   decoder_case, spectral_norm_case, bf16_case)
 FAST_PATH_HEADERS = ["case", "reference", "fast", "reference ms", "fast ms", "speed-up",
                      "reference peak MB", "fast peak MB", "max abs Δ", "tolerance", "check"]
 
@@ -309,14 +333,18 @@ def train_configurations(device: str, quick: bool) -> list[dict]:
 
     def compile_options(preset):
         return [False, True] if not quick and (cuda or preset == "tiny") else [False]
-    return [dict(preset=preset, precision=precision, compile=compile, device=device)
+    rows = [dict(preset=preset, precision=precision, compile=compile, device=device, micro_batches=1)
             for preset in presets for precision in precisions for compile in compile_options(preset)]
+    # the paper-size step in two slices (micro_batch.py): the same update in less memory
+    return rows + [dict(preset=presets[0], precision=precision, compile=False, device=device, micro_batches=2)
+                   for precision in precisions]
 
 
 STEPS = {"paper": (2, 5), "cpu": (6, 25)}   # (warm-up, timed) steps: compile may rebuild in steps 2-3
 
 
-def train_step_timing(preset: str, precision: str, compile: bool, device: str, quick: bool) -> dict:
+def train_step_timing(preset: str, precision: str, compile: bool, device: str, quick: bool,
+                      micro_batches: int = 1) -> dict:
     """Seconds per `Trainer.train_step` (median after warm-up steps) and this process's peak memory.
 
     Meant to run in a fresh process (see `isolated`): CPU peak memory is the process's peak RSS,
@@ -328,7 +356,8 @@ def train_step_timing(preset: str, precision: str, compile: bool, device: str, q
     start_mb = 0.0 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch, imports
     gcfg, dcfg, tcfg = preset_configs(preset, quick)
     data, data_name = training_data()
-    trainer = Trainer(gcfg, dcfg, tcfg.replace(precision=precision, compile=compile), data, device)
+    tcfg = tcfg.replace(precision=precision, compile=compile, micro_batches=micro_batches)
+    trainer = Trainer(gcfg, dcfg, tcfg, data, device)
     warmup, steps = (1, 2) if quick else STEPS["paper" if preset == "cifar10" else "cpu"]
     start = time.perf_counter()
     for _ in range(warmup):                        # first steps: allocations, compilation
@@ -362,7 +391,7 @@ def isolated(kwargs: dict, threads: int, timeout: float) -> dict:
 
 def train_section(opts) -> str:
     """The full training step per device, preset, precision and compile setting."""
-    headers = ["device", "preset", "batch", "precision", "compile", "s/step (median)", "images/s",
+    headers = ["device", "preset", "batch", "precision", "compile", "micro-batches", "s/step (median)", "images/s",
                "warm-up s", "peak memory MB", "above imports MB"]
     rows, data_name = [], ""
     for device in opts.devices:
@@ -371,7 +400,7 @@ def train_section(opts) -> str:
             timeout = 1200 if config["compile"] else 900
             result = isolated({**config, "quick": opts.quick}, opts.threads, timeout)
             cells = [device, config["preset"], result.get("batch", ""), config["precision"],
-                     "on" if config["compile"] else "off"]
+                     "on" if config["compile"] else "off", config["micro_batches"]]
             if "error" in result:
                 rows.append(cells + [result["error"], "", "", "", ""])
                 continue
@@ -383,7 +412,9 @@ def train_section(opts) -> str:
              "{} warm-up + {} timed (cifar10), {} + {} (CPU presets)".format(*STEPS["paper"], *STEPS["cpu"]))
     return "\n".join([
         "## The training step", "",
-        f"`Trainer.train_step`: D step with bCR (one D pass on 4B images), G step, EMA. {steps} steps, "
+        f"`Trainer.train_step`: D step with bCR (one D pass on 4B images), G step, EMA; with 2 "
+        "micro-batches each step runs in two slices of the batch (the same update, half the activations). "
+        f"{steps} steps, "
         f"data: {data_name}; images/s counts real images (batch / s per step). Each row is a fresh "
         "process; peak memory is its peak RSS on the CPU (torch's libraries included; the last "
         "column subtracts the peak after the imports), `torch.cuda.max_memory_allocated` on CUDA.",

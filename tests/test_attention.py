@@ -1,5 +1,6 @@
 import math
 import warnings
+from unittest import mock
 
 import pytest
 import torch
@@ -168,3 +169,21 @@ def test_l2_fused_path_double_backward_under_the_math_kernel():
         fused = r1_grads(True)
     for g_f, g_r in zip(fused, r1_grads(False)):
         torch.testing.assert_close(g_f, g_r)
+
+
+@pytest.mark.parametrize("cls", [L2MultiHeadAttention, MultiHeadAttention])
+def test_cpu_bf16_autocast_takes_the_explicit_path(cls):
+    """On the CPU under bf16 autocast the explicit logits are faster than SDPA's flash kernel
+    (benchmarks/RESULTS.md): the fused module must then compute exactly the reference path."""
+    from vitgan_lite.attention import flash_is_slow
+    torch.manual_seed(0)
+    attn, x = cls(32, 4), torch.randn(2, 9, 32)
+    assert not flash_is_slow(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert flash_is_slow(x)
+        fused, reference = attn(x), attn(x, return_attention=True)[0]
+        with mock.patch("torch.nn.functional.scaled_dot_product_attention", side_effect=AssertionError("SDPA ran")):
+            attn(x)
+    assert fused.dtype == torch.bfloat16 and torch.equal(fused, reference)
+    with torch.autocast("cpu", dtype=torch.float16):
+        assert not flash_is_slow(x)

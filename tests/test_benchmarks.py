@@ -35,6 +35,7 @@ def test_quick_fastpaths_agree_with_their_references(bench, tmp_path):
     rows = table_rows(text)
     assert [row["case"] for row in rows] == [
         "modulated linear (forward)", "L2 attention (forward)", "dot attention (forward)",
+        "L2 attention, bf16 autocast, forward+backward",
         "implicit decoder (forward)", "spectral norm, D forward+backward", "bf16 autocast, D forward+backward"]
     for row in rows:
         delta, tol = float(row["max abs Δ"]), float(row["tolerance"])
@@ -44,6 +45,8 @@ def test_quick_fastpaths_agree_with_their_references(bench, tmp_path):
     backends = set(torch.nn.attention.SDPBackend.__members__)
     notes = [line for line in text.splitlines() if "fused path: SDPA runs" in line]
     assert len(notes) == 2 and all(note.split("**")[1] in backends for note in notes)
+    half = [line for line in text.splitlines() if "bf16 autocast on cpu: the package runs" in line]
+    assert len(half) == 1 and half[0].split("**")[1] == "explicit logits"   # attention.flash_is_slow
 
 
 def test_a_section_run_alone_replaces_only_its_part_of_the_file(bench):
@@ -75,11 +78,15 @@ def test_train_rows_per_device(bench):
     assert "fp16" in {c["precision"] for c in cuda}
     assert all(any(c["compile"] and c["preset"] == p for c in cuda) for p in {c["preset"] for c in cuda})
     assert not any(c["compile"] for c in bench.train_configurations("cpu", quick=True))
+    sliced = [c for c in cpu if c["micro_batches"] > 1]      # the paper-size step in slices, each precision
+    assert {c["preset"] for c in sliced} == {"cifar10"} and {c["precision"] for c in sliced} == {"fp32", "bf16"}
 
 
 def test_train_step_timing_runs_a_real_step(bench):
-    result = bench.train_step_timing("tiny", "fp32", compile=False, device="cpu", quick=True)
-    assert result["batch"] == 8 and result["s_per_step"] > 0 and result["peak_mb"] >= result["start_mb"]
+    for micro_batches in (1, 2):
+        result = bench.train_step_timing("tiny", "fp32", compile=False, device="cpu", quick=True,
+                                         micro_batches=micro_batches)
+        assert result["batch"] == 8 and result["s_per_step"] > 0 and result["peak_mb"] >= result["start_mb"]
 
 
 def test_markdown_table(bench):

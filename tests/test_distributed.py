@@ -73,7 +73,18 @@ def one_step_worker(out: Path) -> dict:
     logs = trainer.train_step()
     local = {key: logs[key].item() for key in ("loss_D", "loss_G")}
     return {"weights": weights(trainer), "indices": indices, "latents": latents, "local": local,
-            "read": trainer.read_logs(logs), "r1": r1_gradients()}
+            "read": trainer.read_logs(logs), "r1": r1_gradients(), "micro": micro_batch_gradients()}
+
+
+def micro_batch_gradients() -> list[list]:
+    """G's and D's gradients after a step in one pass and in 2 slices (micro_batches; 1 image each
+    here): DDP must average once, after the last slice. Without random draws besides z and the data."""
+    grads = []
+    for micro_batches in (1, 2):
+        trainer = make(micro_batches=micro_batches, augment="", bcr=False)
+        trainer.train_step()
+        grads.append([p.grad.clone() for net in (trainer.G, trainer.D) for p in net.parameters()])
+    return grads
 
 
 def r1_gradients() -> tuple[list, list]:
@@ -131,6 +142,14 @@ def test_r1_double_backward_through_ddp_averages_the_gradients(one_step):
     for ddp, by_hand in (result["r1"] for result in one_step):
         for a, b in zip(ddp, by_hand):
             torch.testing.assert_close(a, b)
+
+
+def test_micro_batches_under_ddp_average_the_whole_batch_gradients(one_step):
+    (whole0, sliced0), (whole1, sliced1) = (result["micro"] for result in one_step)
+    for a, b, c in zip(whole0, sliced0, sliced1):
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-7)     # slices: the one-pass gradients
+        assert torch.equal(b, c)                                   # averaged over both processes
+    assert all(torch.equal(a, b) for a, b in zip(whole0, whole1))   # the one-pass step's too
 
 
 def test_data_order_shards_every_global_batch():

@@ -27,10 +27,14 @@ def test_fp16_scales_the_loss_and_skips_a_step_whose_gradients_overflow():
     opt = torch.optim.SGD(layer.parameters(), lr=0.1)
     precision = Precision("fp16", torch.device("cpu"))
     before = layer.weight.detach().clone()
-    precision.step("D", layer(torch.ones(1, 3)).sum() * float("inf"), opt)   # overflow: step skipped
+    precision.backward("D", layer(torch.ones(1, 3)).sum() * float("inf"))  # overflow: step skipped
+    precision.step("D", opt)
     assert torch.equal(layer.weight, before)
     assert precision.scalers["D"].get_scale() == 65536.0 * 0.5             # and the scale backed off
-    precision.step("D", layer(torch.ones(1, 3)).sum(), opt)                # a normal step applies
+    opt.zero_grad()
+    for half in (0.25, 0.75):                                              # two slices: gradients add up
+        precision.backward("D", layer(torch.ones(1, 3)).sum() * half)
+    precision.step("D", opt)                                               # a normal step applies
     torch.testing.assert_close(layer.weight, before - 0.1)                 # grad 1 after unscaling
 
 

@@ -53,7 +53,8 @@ def test_each_ablation_changes_one_field_of_the_cpu_recipe():
     """Ablations are compared with the CPU recipe they are taken from, and take away exactly one thing."""
     expected = {"no-bcr": {"T.bcr": False}, "no-diffaug": {"T.augment": ""},
                 "dot-attention": {"D.attention": "dot"}, "sn": {"D.spectral_norm": "sn"},
-                "no-overlap": {"D.overlapping_patches": False}, "ema-torch": {"T.ema_warmup": "torch_ema"}}
+                "no-overlap": {"D.overlapping_patches": False}, "ema-torch": {"T.ema_warmup": "torch_ema"},
+                "bf16": {"T.precision": "bf16"}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name

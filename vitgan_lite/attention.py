@@ -19,6 +19,10 @@ silently falls back to its plain math kernel otherwise. So q', k' and v are zero
 rounded up to a multiple of 8: zero columns add nothing to q'.k', the zero columns of v give zero
 outputs, which are sliced off. The scale stays 1/sqrt(d) of the unpadded d, passed explicitly.
 `sdpa_kernel_name` tells which kernel SDPA really runs for given inputs.
+
+One exception, measured (benchmarks/RESULTS.md): on the CPU under bfloat16 autocast, PyTorch's CPU
+flash kernel -- its backward above all -- is about twice as slow as the explicit logits at these
+sizes (65 tokens), so the fused path hands over to the reference path there (`flash_is_slow`).
 """
 from __future__ import annotations
 
@@ -76,6 +80,12 @@ def sdpa_kernel_name(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: f
     raise RuntimeError("no enabled SDPA backend accepts these inputs")
 
 
+def flash_is_slow(x: torch.Tensor) -> bool:
+    """True on the CPU under bfloat16 autocast, where the explicit logits beat SDPA's flash kernel."""
+    return (x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+            and torch.get_autocast_dtype("cpu") == torch.bfloat16)
+
+
 class _Attention(nn.Module):
     """Shared frame: heads split/merge, output projection, reference vs fused dispatch."""
 
@@ -92,7 +102,7 @@ class _Attention(nn.Module):
 
     def forward(self, x: torch.Tensor, return_attention: bool = False):
         q, k, v = self.qkv(x)                                   # each (B, heads, N, d_head)
-        if return_attention or not self.fused:
+        if return_attention or not self.fused or flash_is_slow(x):
             attn = torch.softmax(self.logits(q, k), dim=-1)      # (B, heads, N, N), rows sum to 1
             out = attn @ v
         else:

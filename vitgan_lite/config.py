@@ -218,6 +218,8 @@ class TrainConfig:
                                    # (1+n)/(10+n)), how runs before this field trained. See ema.py
     precision: str = "auto"        # ours: fp32 | bf16 | fp16 | auto (bf16 or fp16 on a GPU, fp32 on CPU)
     compile: bool = False          # ours: torch.compile G and D (GPU speed-up; works on CPU, slow to build)
+    micro_batches: int = 1         # ours: D and G steps in this many slices of the batch, gradients summed:
+                                   # the same update in less memory (micro_batch.py)
     sample_every: int = 5000       # ours: steps between sample grids
     checkpoint_every: int = 5000   # ours: steps between checkpoints
     keep_checkpoints: int = 3      # ours: older checkpoints are deleted
@@ -229,7 +231,7 @@ class TrainConfig:
         from .augment import parse_policy
 
         object.__setattr__(self, "betas", tuple(self.betas))  # a list after a round trip to a checkpoint
-        _check_positive(self, ("batch_size", "steps", "ema_half_life_images", "sample_every",
+        _check_positive(self, ("batch_size", "micro_batches", "steps", "ema_half_life_images", "sample_every",
                                "checkpoint_every", "keep_checkpoints", "log_every", "n_samples"))
         _check_non_negative(self, ("warmup_steps", "lambda_real", "lambda_fake", "r1_gamma", "seed"))
         if self.ema_start_images is not None:
@@ -238,6 +240,9 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
+        if self.micro_batches > self.batch_size:
+            raise ValueError(f"TrainConfig.micro_batches ({self.micro_batches}) cannot exceed batch_size "
+                             f"({self.batch_size}): each slice needs at least one image")
         _check_fraction(self, "augment_p")
         _check_choice(self, "precision", PRECISIONS)
         _check_choice(self, "bcr_mode", BCR_MODES)

@@ -114,6 +114,13 @@ def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
                                    **NO_BUFFER_SYNC)
 
 
+def no_sync(module: torch.nn.Module):
+    """A context in which DDP does not average gradients (backward passes before the last of a step,
+    micro_batch.py); a no-op for a module that is not DDP's (one process), compiled or not."""
+    module = getattr(module, "_orig_mod", module)                      # torch.compile's wrapper
+    return module.no_sync() if isinstance(module, DistributedDataParallel) else contextlib.nullcontext()
+
+
 def seed_step(seed: int, step: int) -> None:
     """Several processes: seed torch's generators (CPU and CUDA) for this process and step."""
     if world_size() > 1:

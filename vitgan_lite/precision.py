@@ -35,7 +35,8 @@ def resolve_precision(name: str, device: torch.device) -> str:
 
 
 class Precision:
-    """Autocast and (for fp16) loss scaling for one run; `step` is backward + optimizer step."""
+    """Autocast and (for fp16) loss scaling for one run: `backward` (maybe several, micro_batch.py),
+    then `step`."""
 
     def __init__(self, name: str, device: torch.device):
         self.device_type = torch.device(device).type
@@ -50,11 +51,14 @@ class Precision:
             return contextlib.nullcontext()
         return torch.autocast(self.device_type, dtype=self.dtype)
 
-    def step(self, net: str, loss: torch.Tensor, optimizer: torch.optim.Optimizer) -> None:
-        """Backward of `loss` and one step of `optimizer` (scaled, and skipped on overflow, in fp16)."""
+    def backward(self, net: str, loss: torch.Tensor) -> None:
+        """Adds the gradients of `loss` (scaled in fp16) to those of `net`'s parameters."""
+        self.scalers[net].scale(loss).backward()
+
+    def step(self, net: str, optimizer: torch.optim.Optimizer) -> None:
+        """One step of `optimizer` with the gradients `backward` added (unscaled, and skipped on
+        overflow, in fp16)."""
         scaler = self.scalers[net]
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
         scaler.step(optimizer)
         scaler.update()
 

@@ -100,6 +100,8 @@ VARIANTS = {v.name: v for v in [
             train=CPU, baseline="tiny-recipe"),
     Variant("ema-torch", "EMA with torch-ema's warm-up, min(decay, (1+n)/(10+n))",
             train={**CPU, "ema_warmup": "torch_ema"}, baseline="tiny-recipe"),
+    Variant("bf16", "the CPU recipe in bfloat16 autocast (fast on CPUs with AVX512-BF16 or AMX)",
+            train={**CPU, "precision": "bf16"}, baseline="tiny-recipe"),
 ]}
 
 

@@ -10,7 +10,7 @@ Every `TrainConfig` field is an option: `lambda_real` is `--lambda-real`, a yes/
 (`--bcr` / `--no-bcr`); the preset gives the values not set. `--steps` is the run's total.
 `--resume` continues the newest readable checkpoint in `--out` up to it, with the configs and data
 stored in that checkpoint: repeating the run's options is fine, a value that differs from the
-run's is refused (except bookkeeping: --steps, --compile, --sample-every, --checkpoint-every,
+run's is refused (except bookkeeping: --steps, --compile, --micro-batches, --sample-every, --checkpoint-every,
 --keep-checkpoints, --log-every), and another --data needs --new-data. `--hours H` stops after the
 step that uses up H hours, saves, and exits with status 0; `--resume` continues the run.
 Ablations: --no-bcr, --no-augment (or --augment POLICY), --attention dot, --spectral-norm sn|none,
@@ -46,7 +46,7 @@ PRESETS = ("cifar10", "small", "tiny")
 TRAIN_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 # Bookkeeping fields may change on --resume; the others would change the run's math, so a resumed
 # run refuses values that differ from the run's.
-RESUMABLE = {"steps", "compile", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"}
+RESUMABLE = {"steps", "compile", "micro_batches", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"}
 DISC_FIELDS = ("attention", "spectral_norm", "overlapping_patches")
 FLAGS = {"overlapping_patches": "--overlap"}          # option names that are not the field's
 ALIASES = {"ema_half_life_images": ("--ema-half-life",)}
@@ -68,6 +68,8 @@ HELP = {  # a TrainConfig field missing here gets the comment beside it in confi
     "precision": "fp32 | bf16 | fp16 (with loss scaling) | auto: bf16 on GPUs that have it, "
                  "fp16 on older ones (T4, V100), fp32 on CPU",
     "compile": "torch.compile G and D (GPU or CPU; the first steps build the kernels)",
+    "micro_batches": "run each step's batch in this many slices, gradients summed: the same update in "
+                     "less memory (other augmentation draws)",
     "sample_every": "steps between sample grids",
     "checkpoint_every": "steps between checkpoints",
     "keep_checkpoints": "how many of the newest checkpoints are kept",

@@ -15,7 +15,8 @@ One `train_step`:
           (ema.py: official schedule, or torch-ema's warm-up).
 
 What touches the step from the side lives in its own module: precision (fp32/bf16/fp16 autocast
-and loss scaling) in precision.py, several processes (torchrun, DDP, each process's share of the
+and loss scaling) in precision.py, the batch in slices for memory (`micro_batches`) in
+micro_batch.py, several processes (torchrun, DDP, each process's share of the
 batch and its own random draws) in distributed.py. The step returns its losses as tensors and never
 waits for the device; the loop reads them (`read_logs`) only at steps that log or write files.
 
@@ -46,10 +47,9 @@ from .ema import ema_decay_at, update_ema
 from .generator import Generator
 from .loop import run_training
 from .losses import d_logistic_loss, g_logistic_loss, r1_penalty
+from .micro_batch import accumulate
 from .precision import Precision
 from .spectral import power_iteration_frozen
-
-LOSS_TERMS = ("adv", "bcr", "r1")     # the terms of L_D that are summed
 
 
 class NonFiniteLossError(RuntimeError):
@@ -133,7 +133,7 @@ class Trainer:
         return lr
 
     def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
-        """real, fake (B, C, H, W) -> the terms of L_D (scalars) and mean logits, from one D pass."""
+        """real, fake (B, C, H, W) -> L_D ("loss"), its terms (scalars) and mean logits, from one D pass."""
         cfg = self.tcfg
         r1 = cfg.r1_gamma > 0
         if r1:
@@ -153,7 +153,8 @@ class Trainer:
             terms["bcr"] = balanced_consistency(adversarial, extra, cfg.bcr_mode, cfg.lambda_real, cfg.lambda_fake)
         if r1:
             terms["r1"] = r1_penalty(real_logits, real, cfg.r1_gamma)
-        return {**terms, "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
+        return {"loss": sum(terms.values()), **terms,
+                "d_real": real_logits.detach().mean(), "d_fake": fake_logits.detach().mean()}
 
     def train_step(self) -> dict:
         """One D step then one G step. Returns the step, lr and the losses as 0-dim tensors (no sync)."""
@@ -164,20 +165,34 @@ class Trainer:
 
         with torch.no_grad(), self.precision.autocast():
             fake = self.g_forward(self.latents(batch)).float()            # (B, C, H, W)
-        terms = self.discriminator_losses(real, fake)
-        loss_d = sum(value for key, value in terms.items() if key in LOSS_TERMS)
-        self.precision.step("D", loss_d, self.opt_D)
+        terms = self.in_slices("D", batch, lambda rows: self.discriminator_losses(real[rows], fake[rows]))
 
         self.D.requires_grad_(False)                                      # G step: no D gradients
-        with power_iteration_frozen(self.D), self.precision.autocast():
-            logits = self.d_forward_frozen(self.augment(self.g_forward(self.latents(batch)))).float()  # (B,)
-        loss_g = g_logistic_loss(logits)
-        self.precision.step("G", loss_g, self.opt_G)
+        z = self.latents(batch)                                           # (B, latent_dim)
+        with power_iteration_frozen(self.D):
+            loss_g = self.in_slices("G", batch, lambda rows: {"loss": self.generator_loss(z[rows])})["loss"]
         self.D.requires_grad_(True)
         update_ema(self.ema.shadow_params, self.G.parameters(), ema_decay_at(self.tcfg, self.step + 1))
         self.step += 1
-        return {"step": self.step, "loss_D": loss_d.detach(), "loss_G": loss_g.detach(),
-                **{key: value.detach() for key, value in terms.items()}, "lr": lr}
+        return {"step": self.step, "loss_D": terms.pop("loss"), "loss_G": loss_g, **terms, "lr": lr}
+
+    def generator_loss(self, z: torch.Tensor) -> torch.Tensor:
+        """L_G = softplus(-D(A(G(z)))) for latents z (b, latent_dim), a scalar; D frozen by the caller."""
+        with self.precision.autocast():
+            logits = self.d_forward_frozen(self.augment(self.g_forward(z))).float()  # (b,)
+        return g_logistic_loss(logits)
+
+    def in_slices(self, net: str, batch: int, losses_of) -> dict[str, torch.Tensor]:
+        """Backward of net's loss ("D" or "G") over the batch in `micro_batches` slices, then one
+        optimizer step (micro_batch.py). losses_of(rows) -> the terms of the images `rows`, with the
+        total under "loss"; returns the batch's terms, detached."""
+        optimizer, forward = (self.opt_D, self.d_forward) if net == "D" else (self.opt_G, self.g_forward)
+        optimizer.zero_grad(set_to_none=True)
+        terms = accumulate(losses_of, batch, self.tcfg.micro_batches, lambda loss: self.precision.backward(net, loss),
+                           later_slices=lambda: power_iteration_frozen(self.D),   # refined once per step
+                           before_last=lambda: distributed.no_sync(forward))      # torchrun: average once
+        self.precision.step(net, optimizer)
+        return terms
 
     def read_logs(self, logs: dict) -> dict:
         """A step's logs as Python numbers (waits for the device); NonFiniteLossError on NaN/inf."""
