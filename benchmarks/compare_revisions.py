@@ -3,6 +3,7 @@
     git worktree add /tmp/before <rev>
     python benchmarks/compare_revisions.py /tmp/before . --preset tiny --threads 1
     python benchmarks/compare_revisions.py /tmp/before . --preset cifar10 --threads 2 --warmup 2 --steps 5
+    python benchmarks/compare_revisions.py . . --preset small --after-precision bf16   # fp32 vs bf16
 
 Each measurement is a fresh process that imports the package from the given source tree (so
 "before" and "after" share nothing but the machine), trains on the course's CIFAR-10 subset and
@@ -18,13 +19,15 @@ import subprocess
 import sys
 
 WORKER = """
-import resource, statistics, sys, time, torch
-preset, threads, warmup, steps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+import statistics, sys, time, torch
+preset, threads, warmup, steps, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
 torch.set_num_threads(threads)
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import cifar10_subset
 from vitgan_lite.trainer import Trainer
 tcfg = TrainConfig.cifar10().replace(batch_size=32) if preset == "cifar10" else getattr(TrainConfig, preset)()
+if precision != "fp32":                          # older trees have no precision field: fp32 is their only one
+    tcfg = tcfg.replace(precision=precision)
 trainer = Trainer(getattr(GeneratorConfig, preset)(), getattr(DiscriminatorConfig, preset)(), tcfg,
                   cifar10_subset("train_10k"), "cpu")
 for _ in range(warmup):
@@ -34,15 +37,17 @@ for _ in range(steps):
     start = time.perf_counter()
     float(trainer.train_step()["loss_D"])
     times.append(time.perf_counter() - start)
-print(statistics.median(times), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+# VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the parent across fork and exec
+peak_kb = int(open("/proc/self/status").read().split("VmHWM:")[1].split()[0])
+print(statistics.median(times), peak_kb / 1024)
 """
 
 
-def measure(tree: str, args) -> tuple[float, float]:
+def measure(tree: str, precision: str, args) -> tuple[float, float]:
     """(median s/step, peak RSS MB) of one fresh process importing vitgan_lite from `tree`."""
     env = {**os.environ, "PYTHONPATH": os.path.abspath(tree), "OMP_NUM_THREADS": str(args.threads)}
     out = subprocess.run([sys.executable, "-c", WORKER, args.preset, str(args.threads), str(args.warmup),
-                          str(args.steps)], env=env, capture_output=True, text=True, check=True)
+                          str(args.steps), precision], env=env, capture_output=True, text=True, check=True)
     seconds, rss = map(float, out.stdout.split())
     return seconds, rss
 
@@ -56,13 +61,17 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=6)
     p.add_argument("--steps", type=int, default=25)
     p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--after-precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                   help="precision of the newer version's step (the older one runs fp32)")
     args = p.parse_args()
     results = {"before": [], "after": []}
     for _ in range(args.rounds):
         for name in results:
-            results[name].append(measure(getattr(args, name), args))
+            precision = args.after_precision if name == "after" else "fp32"
+            results[name].append(measure(getattr(args, name), precision, args))
     for name, runs in results.items():
-        print(f"{name:6s} {args.preset}, {args.threads} threads: " +
+        precision = args.after_precision if name == "after" else "fp32"
+        print(f"{name:6s} {args.preset}, {precision}, {args.threads} threads: " +
               ", ".join(f"{s:.3f} s/step ({rss:.0f} MB)" for s, rss in runs))
     best = {name: min(s for s, _ in runs) for name, runs in results.items()}
     print(f"speed-up (best of each): {best['before'] / best['after']:.2f}x")

@@ -82,6 +82,16 @@ def _proc_status_kb(field: str) -> int:
         return next(int(line.split()[1]) for line in status if line.startswith(field + ":"))
 
 
+def process_peak_mb() -> float:
+    """This process's peak RSS in MB: VmHWM on Linux, which starts afresh at exec. Not ru_maxrss:
+    Linux carries it over from the parent across fork and exec, so a worker started by a process
+    holding 1 GB would report at least 1 GB whatever it did."""
+    try:
+        return _proc_status_kb("VmHWM") / 1024
+    except OSError:                                # not Linux
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / (2**20 if sys.platform == "darwin" else 1024)
+
+
 def peak_mb(fn: Callable, device: torch.device) -> float | None:
     """Memory (MB) one call of fn needs beyond what is held before it; None where not measurable.
 
@@ -353,7 +363,7 @@ def train_step_timing(preset: str, precision: str, compile: bool, device: str, q
     cuda = device.type == "cuda"
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
-    start_mb = 0.0 if cuda else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # torch, imports
+    start_mb = 0.0 if cuda else process_peak_mb()                      # torch, the imports
     gcfg, dcfg, tcfg = preset_configs(preset, quick)
     data, data_name = training_data()
     tcfg = tcfg.replace(precision=precision, compile=compile, micro_batches=micro_batches)
@@ -370,8 +380,7 @@ def train_step_timing(preset: str, precision: str, compile: bool, device: str, q
         sync(device)
         times.append(time.perf_counter() - start)
     trainer.read_logs(logs)                        # raises on a NaN/inf loss
-    peak_mb = (torch.cuda.max_memory_allocated(device) / 2**20 if cuda
-               else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)   # Linux: KB
+    peak_mb = torch.cuda.max_memory_allocated(device) / 2**20 if cuda else process_peak_mb()
     return {"batch": tcfg.batch_size, "s_per_step": statistics.median(times), "warmup_s": warmup_s,
             "peak_mb": peak_mb, "start_mb": start_mb, "data": data_name}
 
