@@ -88,6 +88,20 @@ def test_power_iteration_frozen_keeps_u_and_gives_the_same_weight():
             layer.parametrizations.weight.original.t() @ u, dim=0))))
 
 
+def test_nested_power_iteration_frozen_blocks_restore_what_they_found():
+    """The G step freezes D, and its later micro-batch slices freeze it again: leaving the inner block
+    must not unfreeze the outer one."""
+    layer = improved_spectral_norm(nn.Linear(8, 8))
+    param = layer.parametrizations.weight[0]
+    with power_iteration_frozen(layer):
+        with power_iteration_frozen(layer):
+            pass
+        u = param.u.clone()
+        layer.weight
+        assert torch.equal(param.u, u)                      # still frozen in the outer block
+    assert not param.frozen
+
+
 def test_sigma_is_float32_under_bf16_autocast():
     layer = improved_spectral_norm(nn.Linear(16, 8)).eval()  # eval: no u refinement, same u twice
     param = layer.parametrizations.weight[0]

@@ -101,15 +101,17 @@ def spectral_norm(module: nn.Module, name: str = "weight", n_power_iterations: i
 
 @contextlib.contextmanager
 def power_iteration_frozen(model: nn.Module):
-    """Inside this block, forward passes of `model` use sigma from the current u without refining it."""
+    """Inside this block, forward passes of `model` use sigma from the current u without refining it.
+    Nested blocks (the G step's slices, micro_batch.py) restore the state they found."""
     layers = [m for m in model.modules() if isinstance(m, SpectralNormParametrization)]
+    previous = [layer.frozen for layer in layers]
     for layer in layers:
         layer.frozen = True
     try:
         yield
     finally:
-        for layer in layers:
-            layer.frozen = False
+        for layer, frozen in zip(layers, previous):
+            layer.frozen = frozen
 
 
 def apply_spectral_norm(model: nn.Module, kind: str) -> nn.Module:
