@@ -4,6 +4,7 @@
     python benchmarks/compare_revisions.py /tmp/before . --preset tiny --threads 1
     python benchmarks/compare_revisions.py /tmp/before . --preset cifar10 --threads 2 --warmup 2 --steps 5
     python benchmarks/compare_revisions.py . . --preset small --after-precision bf16   # fp32 vs bf16
+    python benchmarks/compare_revisions.py /tmp/before . --after-precision bf16 --after-compile
 
 Each measurement is a fresh process that imports the package from the given source tree (so
 "before" and "after" share nothing but the machine), trains on the course's CIFAR-10 subset and
@@ -20,7 +21,7 @@ import sys
 
 WORKER = """
 import statistics, sys, time, torch
-preset, threads, warmup, steps, precision = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
+preset, threads, warmup, steps, precision, compile = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6] == "1"
 torch.set_num_threads(threads)
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import cifar10_subset
@@ -28,6 +29,8 @@ from vitgan_lite.trainer import Trainer
 tcfg = TrainConfig.cifar10().replace(batch_size=32) if preset == "cifar10" else getattr(TrainConfig, preset)()
 if precision != "fp32":                          # older trees have no precision field: fp32 is their only one
     tcfg = tcfg.replace(precision=precision)
+if compile:                                      # the warm-up steps include the compilation
+    tcfg = tcfg.replace(compile=True)
 trainer = Trainer(getattr(GeneratorConfig, preset)(), getattr(DiscriminatorConfig, preset)(), tcfg,
                   cifar10_subset("train_10k"), "cpu")
 for _ in range(warmup):
@@ -43,11 +46,11 @@ print(statistics.median(times), peak_kb / 1024)
 """
 
 
-def measure(tree: str, precision: str, args) -> tuple[float, float]:
+def measure(tree: str, precision: str, compile: bool, args) -> tuple[float, float]:
     """(median s/step, peak RSS MB) of one fresh process importing vitgan_lite from `tree`."""
     env = {**os.environ, "PYTHONPATH": os.path.abspath(tree), "OMP_NUM_THREADS": str(args.threads)}
     out = subprocess.run([sys.executable, "-c", WORKER, args.preset, str(args.threads), str(args.warmup),
-                          str(args.steps), precision], env=env, capture_output=True, text=True, check=True)
+                          str(args.steps), precision, str(int(compile))], env=env, capture_output=True, text=True, check=True)
     seconds, rss = map(float, out.stdout.split())
     return seconds, rss
 
@@ -63,15 +66,18 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--after-precision", default="fp32", choices=["fp32", "bf16", "fp16"],
                    help="precision of the newer version's step (the older one runs fp32)")
+    p.add_argument("--after-compile", action="store_true",
+                   help="torch.compile the newer version's models (the older one runs eager)")
     args = p.parse_args()
     results = {"before": [], "after": []}
     for _ in range(args.rounds):
         for name in results:
             precision = args.after_precision if name == "after" else "fp32"
-            results[name].append(measure(getattr(args, name), precision, args))
+            results[name].append(measure(getattr(args, name), precision, name == "after" and args.after_compile, args))
     for name, runs in results.items():
         precision = args.after_precision if name == "after" else "fp32"
-        print(f"{name:6s} {args.preset}, {precision}, {args.threads} threads: " +
+        compiled = ", compiled" if name == "after" and args.after_compile else ""
+        print(f"{name:6s} {args.preset}, {precision}{compiled}, {args.threads} threads: " +
               ", ".join(f"{s:.3f} s/step ({rss:.0f} MB)" for s, rss in runs))
     best = {name: min(s for s, _ in runs) for name, runs in results.items()}
     print(f"speed-up (best of each): {best['before'] / best['after']:.2f}x")
