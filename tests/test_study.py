@@ -58,7 +58,7 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "no-bcr": {"T.bcr": False}, "no-diffaug": {"T.augment": ""},
                 "dot-attention": {"D.attention": "dot"}, "sn": {"D.spectral_norm": "sn"},
                 "no-overlap": {"D.overlapping_patches": False}, "ema-torch": {"T.ema_warmup": "torch_ema"},
-                "bf16": {"T.precision": "bf16"}}
+                "bf16": {"T.precision": "bf16"}, "mapping-lr-1": {"G.mapping_lr_mul": 1.0}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name
