@@ -51,14 +51,15 @@ def changed_fields(name: str) -> dict:
 
 def test_each_variant_changes_one_thing_of_the_cpu_recipe():
     """Ablations and alternatives are compared with the CPU recipe they are taken from, and change exactly
-    one thing (the generator's official attention: its two fields together)."""
+    one thing (the generator's official attention: its two fields together; hflip-bf16 combines two gains)."""
     expected = {"lambda-10": {"T.lambda_real": 10.0, "T.lambda_fake": 10.0}, "bcr-official": {"T.bcr_mode": "official"},
                 "bcr-paper": {"T.bcr_mode": "paper"}, "cutout-0.3": {"T.augment": "color,translation,cutout:0.3"},
                 "hflip": {"T.hflip": True}, "g-official": {"G.attention": "l2", "G.spectral_norm": "isn"},
                 "no-bcr": {"T.bcr": False}, "no-diffaug": {"T.augment": ""},
                 "dot-attention": {"D.attention": "dot"}, "sn": {"D.spectral_norm": "sn"},
                 "no-overlap": {"D.overlapping_patches": False}, "ema-torch": {"T.ema_warmup": "torch_ema"},
-                "bf16": {"T.precision": "bf16"}, "mapping-lr-1": {"G.mapping_lr_mul": 1.0}}
+                "bf16": {"T.precision": "bf16"}, "mapping-lr-1": {"G.mapping_lr_mul": 1.0},
+                "hflip-bf16": {"T.hflip": True, "T.precision": "bf16"}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name
