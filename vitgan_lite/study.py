@@ -106,7 +106,7 @@ VARIANTS = {v.name: v for v in [
             train={**CPU, "precision": "bf16"}, baseline="tiny-recipe"),
     Variant("mapping-lr-1", "the mapping network learns at the full lr (StyleGAN2's and the official 0.01x "
             "barely moves it in a CPU-length run)", generator={"mapping_lr_mul": 1.0}, train=CPU, baseline="tiny-recipe"),
-    Variant("hflip-bf16", "the two measured gains together, flips and bfloat16: the most FID per CPU-minute",
+    Variant("hflip-bf16", "flips and bfloat16 together: bf16's cheaper step with the best single run's flips, per CPU-minute",
             train={**CPU, "hflip": True, "precision": "bf16"}, baseline="tiny-recipe"),
 ]}
 
