@@ -59,7 +59,9 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "dot-attention": {"D.attention": "dot"}, "sn": {"D.spectral_norm": "sn"},
                 "no-overlap": {"D.overlapping_patches": False}, "ema-torch": {"T.ema_warmup": "torch_ema"},
                 "bf16": {"T.precision": "bf16"}, "mapping-lr-1": {"G.mapping_lr_mul": 1.0},
-                "hflip-bf16": {"T.hflip": True, "T.precision": "bf16"}}
+                "hflip-bf16": {"T.hflip": True, "T.precision": "bf16"},
+                "lr-0.001": {"T.lr": 0.001}, "lr-0.004": {"T.lr": 0.004},
+                "batch-16": {"T.batch_size": 16}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name

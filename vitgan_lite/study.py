@@ -108,6 +108,12 @@ VARIANTS = {v.name: v for v in [
             "barely moves it in a CPU-length run)", generator={"mapping_lr_mul": 1.0}, train=CPU, baseline="tiny-recipe"),
     Variant("hflip-bf16", "flips and bfloat16 together: bf16's cheaper step with the best single run's flips, per CPU-minute",
             train={**CPU, "hflip": True, "precision": "bf16"}, baseline="tiny-recipe"),
+    Variant("lr-0.001", "Adam lr 0.001, half the CPU recipe's 0.002 (the official code's lr, at batch 64)",
+            train={**CPU, "lr": 0.001}, baseline="tiny-recipe"),
+    Variant("lr-0.004", "Adam lr 0.004, twice the CPU recipe's: larger steps for a short budget",
+            train={**CPU, "lr": 0.004}, baseline="tiny-recipe"),
+    Variant("batch-16", "batch 16 instead of 32: about twice the updates per CPU-minute, each noisier",
+            train={**CPU, "batch_size": 16}, baseline="tiny-recipe"),
 ]}
 
 
