@@ -1,5 +1,10 @@
 """The recipe-study runner: two variants side by side, FID rows per evaluation, resumable, CSV + plot."""
 import csv
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 
@@ -70,3 +75,32 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
     assert all(v.baseline in study.VARIANTS for v in study.VARIANTS.values() if v.name != "paper")
     assert changed_fields("tiny-recipe") == {"T.augment": "color,translation,cutout", "T.augment_p": 0.5,
                                              "T.lambda_real": 1.0, "T.lambda_fake": 1.0}
+
+
+def gone(pid: int) -> bool:
+    """The process has exited (a zombie left for a parent that does not reap counts as exited)."""
+    status = Path(f"/proc/{pid}/status")
+    if status.is_file():
+        return "\nState:\tZ" in status.read_text()
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    return False
+
+
+def test_a_worker_stops_when_the_runner_is_killed(tmp_path):
+    """`kill <runner>` must not leave a worker training on: the worker watches its parent and exits."""
+    armed = tmp_path / "armed"          # written once the watch runs; after it, only the watch can end the sleep
+    worker = ("import pathlib, sys, time; from vitgan_lite.study import exit_with_parent; "
+              "exit_with_parent(int(sys.argv[1]), poll_seconds=0.1); pathlib.Path(sys.argv[2]).touch(); time.sleep(60)")
+    runner = (f"import os, subprocess, sys, time; p = subprocess.Popen([sys.executable, '-c', {worker!r}, str(os.getpid()), "
+              f"{str(armed)!r}], stdout=subprocess.DEVNULL); print(p.pid, flush=True)\n"
+              f"while not os.path.exists({str(armed)!r}): time.sleep(0.05)")   # the runner ends once the watch runs
+    out = subprocess.run([sys.executable, "-c", runner], capture_output=True, text=True, timeout=60, check=True)
+    pid = int(out.stdout.split()[0])
+    deadline = time.monotonic() + 60
+    while not (armed.exists() and gone(pid)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert armed.exists(), "the worker never started its watch"
+    assert gone(pid), "the worker outlived its runner"

@@ -31,6 +31,7 @@ import csv
 import os
 import shlex
 import sys
+import threading
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     reference_stats(args.ref, args.n_ref, InceptionFeatures(), cache)   # once, before the workers share it
     jobs = [(v, seed, args.preset, args.data, out, args.steps, args.eval_every, args.n_gen, args.ref, args.n_ref, cache)
             for v in variants for seed in seeds]
-    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=exit_with_parent,
+                             initargs=(os.getpid(),)) as pool:
         for done in pool.map(_run_job, jobs):
             print(f"finished {done}", flush=True)
     floor = real_floor(args.ref, args.n_ref, args.held_out, args.n_gen, cache)
@@ -270,6 +272,22 @@ def main(argv: list[str] | None = None) -> int:
 
 def _run_job(job: tuple) -> Path:
     return run_variant(*job)
+
+
+def exit_with_parent(parent: int, poll_seconds: float = 1.0) -> None:
+    """Stop this worker process when the runner `parent` is gone.
+
+    Ctrl-C reaches the workers too, but `kill <runner>` (SIGTERM to it alone) would leave them training
+    unseen into the run folders that a resumed study then writes to as well. A daemon thread watches the
+    parent and ends the process; what is lost is what any kill loses, the steps since the last evaluation
+    (checkpoints are written atomically).
+    """
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(poll_seconds)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="exit-with-parent").start()
 
 
 if __name__ == "__main__":
