@@ -47,9 +47,10 @@ def test_unknown_variant_is_a_usage_error(tmp_path, capsys):
 
 
 def changed_fields(name: str) -> dict:
-    """{"G.field" | "D.field" | "T.field": new value} where variant `name` differs from its baseline."""
-    mine = study.VARIANTS[name].configs("small", steps=10, eval_every=5, seed=0)
-    base = study.VARIANTS[study.VARIANTS[name].baseline].configs("small", steps=10, eval_every=5, seed=0)
+    """{"G.field" | "D.field" | "T.field": new value} where variant `name` differs from its baseline
+    at the tiny preset (g-wide gives G the small preset's width, so at `small` it changes nothing)."""
+    mine = study.VARIANTS[name].configs("tiny", steps=10, eval_every=5, seed=0)
+    base = study.VARIANTS[study.VARIANTS[name].baseline].configs("tiny", steps=10, eval_every=5, seed=0)
     return {f"{net}.{f}": getattr(new, f) for net, new, old in zip("GDT", mine, base)
             for f in vars(new) if getattr(new, f) != getattr(old, f)}
 
@@ -66,7 +67,9 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "bf16": {"T.precision": "bf16"}, "mapping-lr-1": {"G.mapping_lr_mul": 1.0},
                 "hflip-bf16": {"T.hflip": True, "T.precision": "bf16"},
                 "lr-0.001": {"T.lr": 0.001}, "lr-0.004": {"T.lr": 0.004},
-                "batch-16": {"T.batch_size": 16}}
+                "batch-16": {"T.batch_size": 16}, "ema-20k": {"T.ema_half_life_images": 20_000},
+                "bf16-compile": {"T.precision": "bf16", "T.compile": True},
+                "g-wide": {"G.dim": 128, "G.mlp_dim": 256}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name
@@ -104,3 +107,11 @@ def test_a_worker_stops_when_the_runner_is_killed(tmp_path):
         time.sleep(0.1)
     assert armed.exists(), "the worker never started its watch"
     assert gone(pid), "the worker outlived its runner"
+
+
+def test_cpu_seconds_counts_the_subprocesses_a_run_waits_for():
+    """torch.compile's C++ compiler runs in subprocesses: their CPU time is part of a run's budget."""
+    burn = "import time\nwhile time.process_time() < 0.3: pass"        # 0.3 s of CPU in the child
+    before = study.cpu_seconds()
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    assert study.cpu_seconds() - before >= 0.3

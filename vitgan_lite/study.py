@@ -39,6 +39,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # before numpy: one thread per variant
+os.environ.setdefault("TORCHINDUCTOR_COMPILE_THREADS", "1")  # before torch: compile in the variant's process
 
 import torch  # noqa: E402
 
@@ -115,6 +116,13 @@ VARIANTS = {v.name: v for v in [
             train={**CPU, "lr": 0.004}, baseline="tiny-recipe"),
     Variant("batch-16", "batch 16 instead of 32: about twice the updates per CPU-minute, each noisier",
             train={**CPU, "batch_size": 16}, baseline="tiny-recipe"),
+    Variant("bf16-compile", "bfloat16 and torch.compile together: the cheapest CPU step (benchmarks/RESULTS.md), "
+            "per CPU-minute", train={**CPU, "precision": "bf16", "compile": True}, baseline="tiny-recipe"),
+    Variant("ema-20k", "EMA half-life 20,000 images (tiny: 5,000; small: 10,000): a longer average of G, free in "
+            "compute", train={**CPU, "ema_half_life_images": 20_000}, baseline="tiny-recipe"),
+    Variant("g-wide", "a generator of width 128 (MLP 256) beside the same D: at --preset tiny, G's width of "
+            "`small` for 10-20 % more CPU per step", generator={"dim": 128, "mlp_dim": 256}, train=CPU,
+            baseline="tiny-recipe"),
 ]}
 
 
@@ -125,7 +133,8 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     folder = out / f"{variant.name}-s{seed}"
     rows = read_rows(folder / "fid.csv")
     done = {int(row["step"]) for row in rows}
-    # CPU time of this one-thread process, not wall time: the budget in CPU-minutes whatever else runs
+    # CPU time of this one-thread process (and its compiler subprocesses), not wall time: the budget in
+    # CPU-minutes whatever else runs
     train_seconds = float(rows[-1]["train_cpu_seconds"]) if rows else 0.0   # cumulative over resumes
     dataset = load_dataset(data)
     if list_checkpoints(folder):
@@ -137,15 +146,22 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     for target in range(eval_every, steps + 1, eval_every):
         if target in done or target < trainer.step:
             continue
-        start = time.process_time()
+        start = cpu_seconds()
         trainer.run(target, folder)
-        train_seconds += time.process_time() - start
+        train_seconds += cpu_seconds() - start
         value, _ = fid(trainer.ema_generator(), ref, n_gen, n_ref, features, cache)
         append_row(folder / "fid.csv", {"variant": variant.name, "seed": seed, "step": target,
                                          "train_cpu_seconds": round(train_seconds, 1), "fid": round(value, 3)})
         print(f"{variant.name} seed {seed}: step {target} FID {value:.2f} ({train_seconds / 60:.1f} CPU-min)",
               flush=True)
     return folder
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the subprocesses it has waited for: with `compile`, torch.compile
+    runs a C++ compiler in subprocesses, whose time a run's budget must count too."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def read_rows(path: Path) -> list[dict]:
