@@ -111,7 +111,7 @@ def test_a_worker_stops_when_the_runner_is_killed(tmp_path):
 
 def test_cpu_seconds_counts_the_subprocesses_a_run_waits_for():
     """torch.compile's C++ compiler runs in subprocesses: their CPU time is part of a run's budget."""
-    burn = "import time\nwhile time.process_time() < 0.3: pass"        # 0.3 s of CPU in the child
+    burn = "import time\nwhile time.process_time() < 0.5: pass"        # 0.5 s of CPU in the child
     before = study.cpu_seconds()
     subprocess.run([sys.executable, "-c", burn], check=True)
-    assert study.cpu_seconds() - before >= 0.3
+    assert study.cpu_seconds() - before > 0.4                      # os.times counts in clock ticks (10 ms)
