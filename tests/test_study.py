@@ -67,7 +67,8 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "bf16": {"T.precision": "bf16"}, "mapping-lr-1": {"G.mapping_lr_mul": 1.0},
                 "hflip-bf16": {"T.hflip": True, "T.precision": "bf16"},
                 "lr-0.001": {"T.lr": 0.001}, "lr-0.004": {"T.lr": 0.004},
-                "batch-16": {"T.batch_size": 16}, "ema-20k": {"T.ema_half_life_images": 20_000},
+                "batch-16": {"T.batch_size": 16}, "batch-64": {"T.batch_size": 64},
+                "ema-20k": {"T.ema_half_life_images": 20_000},
                 "bf16-compile": {"T.precision": "bf16", "T.compile": True},
                 "g-wide": {"G.dim": 128, "G.mlp_dim": 256}}
     for name, fields in expected.items():

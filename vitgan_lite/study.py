@@ -116,6 +116,8 @@ VARIANTS = {v.name: v for v in [
             train={**CPU, "lr": 0.004}, baseline="tiny-recipe"),
     Variant("batch-16", "batch 16 instead of 32: about twice the updates per CPU-minute, each noisier",
             train={**CPU, "batch_size": 16}, baseline="tiny-recipe"),
+    Variant("batch-64", "batch 64 instead of 32: half the updates per CPU-minute (an image costs the same at "
+            "either size on one core), each less noisy", train={**CPU, "batch_size": 64}, baseline="tiny-recipe"),
     Variant("bf16-compile", "bfloat16 and torch.compile together: the cheapest CPU step (benchmarks/RESULTS.md), "
             "per CPU-minute", train={**CPU, "precision": "bf16", "compile": True}, baseline="tiny-recipe"),
     Variant("ema-20k", "EMA half-life 20,000 images (tiny: 5,000; small: 10,000): a longer average of G, free in "
