@@ -97,6 +97,7 @@ def test_truncation_moves_samples_towards_the_mean_style(tmp_path, small_npz):
     (["--preset", "tiny", "--data", "synthetic", "--augment", "blur"], "unknown DiffAugment policy"),
     (["--preset", "tiny", "--data", "synthetic", "--augment-p", "2"], r"augment_p must be in \[0, 1\]"),
     (["--preset", "tiny", "--data", "synthetic", "--batch-size", "-1"], "batch_size must be a positive"),
+    (["--preset", "tiny", "--data", "synthetic", "--d-lr-mul", "0"], "d_lr_mul must be > 0"),
     (["--preset", "tiny", "--data", "synthetic", "--batch-size", "64", "--threads", "0"], "--threads must be"),
     (["--resume"], "no checkpoint"),
     (["--preset", "tiny", "--data", "synthetic", "--hours", "0"], "--hours must be positive"),

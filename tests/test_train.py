@@ -111,6 +111,16 @@ def test_linear_warmup(data):
     assert trainer.opt_G.param_groups[0]["lr"] == trainer.opt_D.param_groups[0]["lr"] == 0.004
 
 
+def test_d_lr_mul_scales_only_the_discriminators_lr(data):
+    trainer = make(data, warmup_steps=2, lr=0.004, d_lr_mul=2.5)
+    assert trainer.opt_D.param_groups[0]["lr"] == pytest.approx(0.01)   # before any step, too
+    seen = []
+    for _ in range(3):
+        seen += [trainer.set_lr(), trainer.opt_G.param_groups[0]["lr"], trainer.opt_D.param_groups[0]["lr"]]
+        trainer.step += 1
+    assert seen == pytest.approx([0.002, 0.002, 0.005, 0.004, 0.004, 0.01, 0.004, 0.004, 0.01])
+
+
 @pytest.mark.parametrize("dchanges, tchanges", [
     ({"attention": "dot"}, {}),
     ({"spectral_norm": "sn", "overlapping_patches": False}, {}),

@@ -197,6 +197,7 @@ class TrainConfig:
 
     batch_size: int = 128          # paper (TPU); official PyTorch code: 64
     lr: float = 0.002              # paper; official code: 0.001 at batch 64
+    d_lr_mul: float = 1.0          # ours: D's lr is lr * d_lr_mul (TTUR, Heusel et al. 2017); paper: one lr
     betas: tuple = (0.0, 0.99)     # paper: Adam(beta1 = 0, beta2 = 0.99)
     warmup_steps: int = 3000       # official code: linear lr warm-up over 3k steps; 0 = off
     steps: int = 400_000           # ours: the images of the official 800k steps at batch 64
@@ -236,8 +237,10 @@ class TrainConfig:
         _check_non_negative(self, ("warmup_steps", "lambda_real", "lambda_fake", "r1_gamma", "seed"))
         if self.ema_start_images is not None:
             _check_non_negative(self, ("ema_start_images",))
-        if not (isinstance(self.lr, (int, float)) and self.lr > 0):
-            raise ValueError(f"TrainConfig.lr must be > 0, got {self.lr!r}")
+        for name in ("lr", "d_lr_mul"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and value > 0):
+                raise ValueError(f"TrainConfig.{name} must be > 0, got {value!r}")
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"TrainConfig.betas must be two numbers in [0, 1), got {self.betas!r}")
         if self.micro_batches > self.batch_size:

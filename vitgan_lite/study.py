@@ -128,6 +128,8 @@ VARIANTS = {v.name: v for v in [
     Variant("g-wider", "a generator of width 192 (MLP 384) beside the same D: g-wide's direction further, for 1.5x "
             "the CPU recipe's CPU time per step", generator={"dim": 192, "mlp_dim": 384}, train=CPU,
             baseline="tiny-recipe"),
+    Variant("d-lr-2x", "D learns at twice G's lr (TTUR): the CPU recipe's D sits near chance (loss about 1.3 of "
+            "log 4 = 1.39), so G's signal is weak", train={**CPU, "d_lr_mul": 2.0}, baseline="tiny-recipe"),
 ]}
 
 

@@ -53,7 +53,8 @@ ALIASES = {"ema_half_life_images": ("--ema-half-life",)}
 CHOICES = {"precision": PRECISIONS}
 HELP = {  # a TrainConfig field missing here gets the comment beside it in config.py
     "batch_size": "images per step (under torchrun: the global batch)",
-    "lr": "Adam learning rate of G and D",
+    "lr": "Adam learning rate of G (and of D, times --d-lr-mul)",
+    "d_lr_mul": "D's learning rate as a multiple of --lr (two time-scale update rule; 1 = the paper's one lr)",
     "betas": "Adam's beta1 and beta2",
     "warmup_steps": "steps of linear lr warm-up (0 = off)",
     "steps": "total training steps of the run",

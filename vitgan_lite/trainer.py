@@ -97,7 +97,7 @@ class Trainer:
         self.ema = ExponentialMovingAverage(self.G.parameters(), decay=tcfg.ema_decay, use_num_updates=False)
         assert len(self.ema.shadow_params) == len(list(self.G.parameters())) > 0, "EMA must track every G weight"
         self.opt_G = torch.optim.Adam(self.G.parameters(), lr=tcfg.lr, betas=tcfg.betas)
-        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg.lr, betas=tcfg.betas)
+        self.opt_D = torch.optim.Adam(self.D.parameters(), lr=tcfg.lr * tcfg.d_lr_mul, betas=tcfg.betas)
         self.data_order = DataOrder(len(dataset), tcfg.batch_size, tcfg.seed,   # torchrun: this rank's share
                                     distributed.rank(), distributed.world_size())
         self.step = 0
@@ -124,12 +124,12 @@ class Trainer:
         return torch.randn(n, self.gcfg.latent_dim, device=self.device)
 
     def set_lr(self) -> float:
-        """Linear warm-up over warmup_steps, then the constant lr."""
+        """Linear warm-up over warmup_steps, then the constant lr; D's is d_lr_mul times G's. Returns G's."""
         warmup = self.tcfg.warmup_steps
         lr = self.tcfg.lr * min(1.0, (self.step + 1) / warmup) if warmup else self.tcfg.lr
-        for opt in (self.opt_G, self.opt_D):
+        for opt, mul in ((self.opt_G, 1.0), (self.opt_D, self.tcfg.d_lr_mul)):
             for group in opt.param_groups:
-                group["lr"] = lr
+                group["lr"] = lr * mul
         return lr
 
     def discriminator_losses(self, real: torch.Tensor, fake: torch.Tensor) -> dict[str, torch.Tensor]:
