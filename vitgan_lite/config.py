@@ -197,7 +197,7 @@ class TrainConfig:
 
     batch_size: int = 128          # paper (TPU); official PyTorch code: 64
     lr: float = 0.002              # paper; official code: 0.001 at batch 64
-    d_lr_mul: float = 1.0          # ours: D's lr is lr * d_lr_mul (TTUR, Heusel et al. 2017); paper: one lr
+    d_lr_mul: float = 1.0          # official: lr_d, default lr (1 here); D's lr = lr * d_lr_mul (TTUR, Heusel 2017)
     betas: tuple = (0.0, 0.99)     # paper: Adam(beta1 = 0, beta2 = 0.99)
     warmup_steps: int = 3000       # official code: linear lr warm-up over 3k steps; 0 = off
     steps: int = 400_000           # ours: the images of the official 800k steps at batch 64
