@@ -57,7 +57,8 @@ def changed_fields(name: str) -> dict:
 
 def test_each_variant_changes_one_thing_of_the_cpu_recipe():
     """Ablations and alternatives are compared with the CPU recipe they are taken from, and change exactly
-    one thing (the generator's official attention: its two fields together; hflip-bf16 combines two gains)."""
+    one thing (the generator's official attention: its two fields together; hflip-bf16 and
+    p-0.8-d-lr-0.5x combine two gains)."""
     expected = {"lambda-10": {"T.lambda_real": 10.0, "T.lambda_fake": 10.0}, "bcr-official": {"T.bcr_mode": "official"},
                 "bcr-paper": {"T.bcr_mode": "paper"}, "cutout-0.3": {"T.augment": "color,translation,cutout:0.3"},
                 "hflip": {"T.hflip": True}, "g-official": {"G.attention": "l2", "G.spectral_norm": "isn"},
@@ -72,7 +73,8 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "bf16-compile": {"T.precision": "bf16", "T.compile": True},
                 "g-wide": {"G.dim": 128, "G.mlp_dim": 256},
                 "g-wider": {"G.dim": 192, "G.mlp_dim": 384}, "d-lr-2x": {"T.d_lr_mul": 2.0},
-                "d-lr-0.5x": {"T.d_lr_mul": 0.5}, "p-0.8": {"T.augment_p": 0.8}}
+                "d-lr-0.5x": {"T.d_lr_mul": 0.5}, "p-0.8": {"T.augment_p": 0.8},
+                "p-0.8-d-lr-0.5x": {"T.augment_p": 0.8, "T.d_lr_mul": 0.5}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name

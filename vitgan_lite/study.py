@@ -135,6 +135,8 @@ VARIANTS = {v.name: v for v in [
     Variant("p-0.8", "each DiffAugment op with p = 0.8 (the paper's and official value) instead of 0.5, lambda and ops "
             "unchanged: taking DiffAugment away (no-diffaug) costs most at the tiny size, so does more of it help?",
             train={**CPU, "augment_p": 0.8}, baseline="tiny-recipe"),
+    Variant("p-0.8-d-lr-0.5x", "p-0.8 and d-lr-0.5x together: both hold D back, and both were ahead of the CPU recipe's "
+            "mean in their first runs", train={**CPU, "augment_p": 0.8, "d_lr_mul": 0.5}, baseline="tiny-recipe"),
 ]}
 
 
