@@ -130,8 +130,8 @@ VARIANTS = {v.name: v for v in [
             baseline="tiny-recipe"),
     Variant("d-lr-2x", "D learns at twice G's lr (TTUR): the CPU recipe's D sits near chance (loss about 1.3 of "
             "log 4 = 1.39), so G's signal is weak", train={**CPU, "d_lr_mul": 2.0}, baseline="tiny-recipe"),
-    Variant("d-lr-0.5x", "D learns at half G's lr (TTUR the other way): d-lr-2x's counterpart", train={**CPU, "d_lr_mul": 0.5},
-            baseline="tiny-recipe"),
+    Variant("d-lr-0.5x", "D learns at half G's lr (TTUR the other way): d-lr-2x's counterpart",
+            train={**CPU, "d_lr_mul": 0.5}, baseline="tiny-recipe"),
     Variant("p-0.8", "each DiffAugment op with p = 0.8 (the paper's and official value) instead of 0.5, lambda and ops "
             "unchanged: taking DiffAugment away (no-diffaug) costs most at the tiny size, so does more of it help?",
             train={**CPU, "augment_p": 0.8}, baseline="tiny-recipe"),
