@@ -1,5 +1,7 @@
 """The run folder: log truncation (torn last line), refusing a longer run's folder, why a run stopped."""
 import json
+import subprocess
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -9,7 +11,7 @@ import vitgan_lite.checkpoint as ckpt
 from vitgan_lite.checkpoint import checkpoint_path, list_checkpoints, save_checkpoint
 from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import SyntheticImages
-from vitgan_lite.loop import RunFolderError, RunOutput, truncate_log
+from vitgan_lite.loop import RunFolderError, RunOutput, cpu_seconds, truncate_log
 from vitgan_lite.trainer import Trainer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -83,7 +85,7 @@ def test_unreadable_checkpoints_past_the_step_are_moved_aside(tmp_path):
     torn = checkpoint_path(tmp_path, 4)
     torn.write_bytes(b"half a zip")                        # the newest, skipped by load_latest
     with pytest.warns(RuntimeWarning, match="ckpt_0000004.pt is unreadable"):
-        RunOutput(SimpleNamespace(step=2), tmp_path)
+        RunOutput(SimpleNamespace(step=2, meta={}), tmp_path)
     assert list_checkpoints(tmp_path) == [good]            # pruning can no longer keep it over new ones
     assert (tmp_path / "ckpt_0000004.pt.corrupt").read_bytes() == b"half a zip"
 
@@ -94,7 +96,7 @@ def test_a_longer_run_is_refused_before_unreadable_files_are_moved(tmp_path):
     (tmp_path / ".ckpt_0000006.pt.a1b2c3d4.tmp").write_bytes(b"half")   # not removed either: a refusal changes nothing
     before = snapshot(tmp_path)
     with pytest.raises(RunFolderError, match="ckpt_0000003.pt"):
-        RunOutput(SimpleNamespace(step=1), tmp_path)
+        RunOutput(SimpleNamespace(step=1, meta={}), tmp_path)
     assert snapshot(tmp_path) == before
 
 
@@ -108,7 +110,7 @@ def test_a_run_removes_the_temporary_files_a_kill_left_and_nothing_else(tmp_path
     (tmp_path / "samples").mkdir()
     for name in stale + kept:
         (tmp_path / name).write_bytes(b"x")
-    RunOutput(SimpleNamespace(step=step), tmp_path)
+    RunOutput(SimpleNamespace(step=step, meta={}), tmp_path)
     assert [name for name in stale + kept if (tmp_path / name).exists()] == kept
 
 
@@ -119,3 +121,28 @@ def test_history_says_why_the_run_stopped():
     assert (spent, spent.status, trainer.step) == ([], "time budget reached", 0)
     done = trainer.run(1)
     assert (len(done), done.status, trainer.step) == (1, "done", 1)
+
+
+def test_each_checkpoint_records_the_training_cpu_time_summed_over_resumes(tmp_path):
+    """meta["train_cpu_seconds"]: what the run cost so far, so a run killed after a checkpoint still knows it."""
+    tcfg = TrainConfig.tiny().replace(batch_size=4, n_samples=4, checkpoint_every=2, sample_every=2)
+    trainer = Trainer(GeneratorConfig.tiny(), DiscriminatorConfig.tiny(), tcfg, SyntheticImages(n=8), "cpu")
+    before = cpu_seconds()
+    trainer.run(2, tmp_path)
+    spent = cpu_seconds() - before
+    first = ckpt.load_checkpoint(checkpoint_path(tmp_path, 2))["meta"]["train_cpu_seconds"]
+    assert 0 < first <= spent + 0.05                           # rounded to 0.1 s; saving the file is after it
+    resumed = Trainer.from_state(ckpt.load_checkpoint(checkpoint_path(tmp_path, 2)), SyntheticImages(n=8), "cpu")
+    before = cpu_seconds()
+    resumed.run(4, tmp_path)
+    spent = cpu_seconds() - before
+    second = ckpt.load_checkpoint(checkpoint_path(tmp_path, 4))["meta"]["train_cpu_seconds"]
+    assert first < second <= first + spent + 0.1               # the first call's time carried over, plus this one's
+
+
+def test_cpu_seconds_counts_the_subprocesses_a_run_waits_for():
+    """torch.compile's C++ compiler runs in subprocesses: their CPU time is part of a run's cost."""
+    burn = "import time\nwhile time.process_time() < 0.5: pass"        # 0.5 s of CPU in the child
+    before = cpu_seconds()
+    subprocess.run([sys.executable, "-c", burn], check=True)
+    assert cpu_seconds() - before > 0.4                            # os.times counts in clock ticks (10 ms)

@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 from vitgan_lite import study
+from vitgan_lite.checkpoint import load_latest, save_checkpoint
+from vitgan_lite.data import load_dataset
+from vitgan_lite.errors import RunFolderError
+from vitgan_lite.trainer import Trainer
 
 
 def rows(path):
@@ -114,9 +118,32 @@ def test_a_worker_stops_when_the_runner_is_killed(tmp_path):
     assert gone(pid), "the worker outlived its runner"
 
 
-def test_cpu_seconds_counts_the_subprocesses_a_run_waits_for():
-    """torch.compile's C++ compiler runs in subprocesses: their CPU time is part of a run's budget."""
-    burn = "import time\nwhile time.process_time() < 0.5: pass"        # 0.5 s of CPU in the child
-    before = study.cpu_seconds()
-    subprocess.run([sys.executable, "-c", burn], check=True)
-    assert study.cpu_seconds() - before > 0.4                      # os.times counts in clock ticks (10 ms)
+def micro_run(tmp_path, cifar_npz, steps):
+    """One variant of the micro study, trained to `steps` in this process (what a worker runs)."""
+    return study.run_variant(study.VARIANTS["paper"], 0, "tiny", str(cifar_npz), tmp_path, steps, 1, 8,
+                             str(cifar_npz), 16, tmp_path / "fid_cache")
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_run_killed_between_its_checkpoint_and_its_fid_row_counts_all_its_cpu_time(tmp_path, cifar_npz):
+    folder = micro_run(tmp_path, cifar_npz, 1)
+    trainer = Trainer.from_state(load_latest(folder)[1], load_dataset(str(cifar_npz)), "cpu")
+    trainer.run(2, folder)                             # the worker's step 2 and checkpoint; then it is killed
+    spent = trainer.meta["train_cpu_seconds"]
+    micro_run(tmp_path, cifar_npz, 2)                  # the resume measures the FID that was missing
+    first, second = rows(folder / "fid.csv")
+    assert second["step"] == "2" and float(first["train_cpu_seconds"]) < spent
+    assert float(second["train_cpu_seconds"]) == pytest.approx(spent, abs=0.15)   # not first's: step 2 counted
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_a_checkpoint_from_before_cpu_records_takes_its_rows_time_or_is_refused(tmp_path, cifar_npz):
+    folder = micro_run(tmp_path, cifar_npz, 1)
+    path, state = load_latest(folder)
+    del state["meta"]["train_cpu_seconds"]
+    save_checkpoint(state, path)
+    recorded = rows(folder / "fid.csv")[0]["train_cpu_seconds"]
+    assert study.legacy_cpu_seconds(rows(folder / "fid.csv"), 1, folder) == float(recorded)
+    (folder / "fid.csv").unlink()                      # killed before its FID: that stretch's time is unknown
+    with pytest.raises(RunFolderError, match="training time is unknown; delete the folder"):
+        micro_run(tmp_path, cifar_npz, 2)

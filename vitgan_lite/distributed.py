@@ -98,9 +98,14 @@ def process_group(device: torch.device):
     _host_group = dist.new_group(backend="gloo") if cuda else None
     try:
         yield
-    finally:
-        _host_group = None
-        dist.destroy_process_group()
+    except BaseException:
+        _host_group = None      # no teardown: it would wait on processes that may be mid-collective
+        raise
+    # Every process is done before the group goes: process 1 tearing down while process 0 still saves the
+    # last checkpoint aborted it once in CI ("terminate called without an active exception", SIGABRT).
+    dist.barrier()
+    _host_group = None
+    dist.destroy_process_group()
 
 
 def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:

@@ -16,6 +16,11 @@ losses at the same steps (averaged over the processes there), and all stop after
 `max_seconds` stops a run early, cleanly, after the step that exhausts the time budget (a notebook
 on a GPU trains "for two hours" instead of blocking for days); `--resume` continues it later.
 
+Each checkpoint records the CPU time spent training the run so far, summed over resumed calls, in
+its meta (`meta["train_cpu_seconds"]`: this process and the subprocesses it waited for, such as
+torch.compile's C++ compiler): a run killed after a checkpoint still knows what it cost
+(vitgan-study's budgets are in CPU-minutes).
+
 A run continues only into its own folder: one holding checkpoints past the trainer's step (a
 longer run) is refused before anything is written. What a hard kill (SIGKILL, power cut) leaves is
 repaired when a run starts or resumes there: a torn log line is dropped, and temporary files of a
@@ -160,6 +165,7 @@ class RunOutput:
         self.log_path = self.dir / "log.jsonl"
         truncate_log(self.log_path, trainer.step)
         self.written = {"log": -1, "grid": -1, "ckpt": -1}  # last step each was written at
+        self.cpu_start, self.cpu_before = cpu_seconds(), trainer.meta.get("train_cpu_seconds", 0.0)
 
     def log(self, logs: dict) -> None:
         append_log(self.log_path, logs)
@@ -172,6 +178,7 @@ class RunOutput:
 
     def checkpoint(self) -> Path:
         trainer = self.trainer
+        trainer.meta["train_cpu_seconds"] = round(self.cpu_before + cpu_seconds() - self.cpu_start, 1)
         path = save_checkpoint(trainer.state_dict(), checkpoint_path(self.dir, trainer.step))
         prune_checkpoints(self.dir, trainer.tcfg.keep_checkpoints)
         self.written["ckpt"] = trainer.step
@@ -195,6 +202,13 @@ class RunOutput:
         grid = self.grid() if self.written["grid"] != step else self.dir / "samples" / f"step_{step:07d}.png"
         ckpt = self.checkpoint() if self.written["ckpt"] != step else checkpoint_path(self.dir, step)
         return {"checkpoint": ckpt, "grid": grid, "log": self.log_path}
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of the subprocesses it has waited for: with `compile`, torch.compile
+    runs a C++ compiler in subprocesses, whose time a run's cost must count too."""
+    times = os.times()
+    return times.user + times.system + times.children_user + times.children_system
 
 
 def read_due(trainer, writes: bool) -> bool:

@@ -20,7 +20,8 @@ Files in --out:
     command.txt          the commands that made the study (appended on every call)
 
 Resumable: a killed study loses at most the steps since the last evaluation; run the same command
-again. Reference statistics are computed once and cached in --out/fid_cache. Train into runs/ and
+again. Each checkpoint records the run's training CPU time (loop.py), so a run killed between a
+checkpoint and its FID is measured on resume with all the time it trained. Reference statistics are computed once and cached in --out/fid_cache. Train into runs/ and
 copy the small files (study.csv, study.png, command.txt, */fid.csv) into results/: checkpoints and
 arrays are never committed.
 """
@@ -46,6 +47,7 @@ import torch  # noqa: E402
 from .checkpoint import list_checkpoints, load_latest  # noqa: E402
 from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig  # noqa: E402
 from .data import load_dataset, offline_cifar10_dir  # noqa: E402
+from .errors import RunFolderError  # noqa: E402
 from .metrics import InceptionFeatures, fid, frechet_distance, gaussian_stats, reference_stats  # noqa: E402
 from .trainer import Trainer  # noqa: E402
 
@@ -147,12 +149,11 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     folder = out / f"{variant.name}-s{seed}"
     rows = read_rows(folder / "fid.csv")
     done = {int(row["step"]) for row in rows}
-    # CPU time of this one-thread process (and its compiler subprocesses), not wall time: the budget in
-    # CPU-minutes whatever else runs
-    train_seconds = float(rows[-1]["train_cpu_seconds"]) if rows else 0.0   # cumulative over resumes
     dataset = load_dataset(data)
     if list_checkpoints(folder):
         trainer = Trainer.from_state(load_latest(folder)[1], dataset, "cpu")
+        if "train_cpu_seconds" not in trainer.meta:
+            trainer.meta["train_cpu_seconds"] = legacy_cpu_seconds(rows, trainer.step, folder)
     else:
         trainer = Trainer(*variant.configs(preset, steps, eval_every, seed), dataset, "cpu")
         trainer.meta["data"] = data
@@ -160,9 +161,10 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     for target in range(eval_every, steps + 1, eval_every):
         if target in done or target < trainer.step:
             continue
-        start = cpu_seconds()
         trainer.run(target, folder)
-        train_seconds += cpu_seconds() - start
+        # CPU time of this one-thread process (and its compiler subprocesses), not wall time: the budget
+        # in CPU-minutes whatever else runs. The loop saves it in each checkpoint, summed over resumes.
+        train_seconds = trainer.meta["train_cpu_seconds"]
         value, _ = fid(trainer.ema_generator(), ref, n_gen, n_ref, features, cache)
         append_row(folder / "fid.csv", {"variant": variant.name, "seed": seed, "step": target,
                                          "train_cpu_seconds": round(train_seconds, 1), "fid": round(value, 3)})
@@ -171,11 +173,17 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
     return folder
 
 
-def cpu_seconds() -> float:
-    """CPU time of this process and of the subprocesses it has waited for: with `compile`, torch.compile
-    runs a C++ compiler in subprocesses, whose time a run's budget must count too."""
-    times = os.times()
-    return times.user + times.system + times.children_user + times.children_system
+def legacy_cpu_seconds(rows: list[dict], step: int, folder: Path) -> float:
+    """The training CPU time of a checkpoint saved before checkpoints recorded it: its fid.csv row's.
+
+    Without a row for the checkpoint's step (killed between the checkpoint and its FID) the time of the
+    stretch since the last row is unknown, and a row counting less than was spent would be wrong.
+    """
+    counted = {int(row["step"]): float(row["train_cpu_seconds"]) for row in rows}
+    if step and step not in counted:
+        raise RunFolderError(f"{folder}: its checkpoint at step {step} predates CPU-time records and has no "
+                             f"row in fid.csv, so its training time is unknown; delete the folder to retrain it")
+    return counted.get(step, 0.0)
 
 
 def read_rows(path: Path) -> list[dict]:
