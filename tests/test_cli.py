@@ -193,6 +193,7 @@ def test_options_reach_the_run_and_meta_records_the_preset(one_step_run, small_n
     state = load_checkpoint(one_step_run / "ckpt_0000001.pt")
     recipe = state["configs"]["train"]
     assert (recipe["lambda_real"], tuple(recipe["betas"]), recipe["bcr"]) == (2.0, (0.5, 0.9), False)
+    assert state["meta"].pop("train_cpu_seconds") >= 0                 # a measurement (loop.py), not a setting
     assert state["meta"] == {"data": small_npz, "preset": "tiny"}
 
 
