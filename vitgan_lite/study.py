@@ -21,9 +21,9 @@ Files in --out:
 
 Resumable: a killed study loses at most the steps since the last evaluation; run the same command
 again. Each checkpoint records the run's training CPU time (loop.py), so a run killed between a
-checkpoint and its FID is measured on resume with all the time it trained. Reference statistics are computed once and cached in --out/fid_cache. Train into runs/ and
-copy the small files (study.csv, study.png, command.txt, */fid.csv) into results/: checkpoints and
-arrays are never committed.
+checkpoint and its FID is measured on resume with all the time it trained. Reference statistics are
+computed once and cached in --out/fid_cache. Train into runs/ and copy the small files (study.csv,
+study.png, command.txt, */fid.csv) into results/: checkpoints and arrays are never committed.
 """
 from __future__ import annotations
 
