@@ -163,11 +163,12 @@ def run_variant(variant: Variant, seed: int, preset: str, data: str, out: Path, 
             continue
         trainer.run(target, folder)
         # CPU time of this one-thread process (and its compiler subprocesses), not wall time: the budget
-        # in CPU-minutes whatever else runs. The loop saves it in each checkpoint, summed over resumes.
+        # in CPU-minutes whatever else runs. The loop saves it in each checkpoint (summed over resumes,
+        # rounded to 0.1 s).
         train_seconds = trainer.meta["train_cpu_seconds"]
         value, _ = fid(trainer.ema_generator(), ref, n_gen, n_ref, features, cache)
         append_row(folder / "fid.csv", {"variant": variant.name, "seed": seed, "step": target,
-                                         "train_cpu_seconds": round(train_seconds, 1), "fid": round(value, 3)})
+                                         "train_cpu_seconds": train_seconds, "fid": round(value, 3)})
         print(f"{variant.name} seed {seed}: step {target} FID {value:.2f} ({train_seconds / 60:.1f} CPU-min)",
               flush=True)
     return folder
