@@ -96,6 +96,7 @@ def test_truncation_moves_samples_towards_the_mean_style(tmp_path, small_npz):
     (["--preset", "tiny", "--data", "no/such/folder"], "not found"),
     (["--preset", "tiny", "--data", "synthetic", "--augment", "blur"], "unknown DiffAugment policy"),
     (["--preset", "tiny", "--data", "synthetic", "--augment-p", "2"], r"augment_p must be in \[0, 1\]"),
+    (["--preset", "tiny", "--data", "synthetic", "--lr-decay", "1.5"], r"lr_decay must be in \[0, 1\]"),
     (["--preset", "tiny", "--data", "synthetic", "--batch-size", "-1"], "batch_size must be a positive"),
     (["--preset", "tiny", "--data", "synthetic", "--d-lr-mul", "0"], "d_lr_mul must be > 0"),
     (["--preset", "tiny", "--data", "synthetic", "--batch-size", "64", "--threads", "0"], "--threads must be"),
@@ -210,6 +211,14 @@ def test_resume_refuses_changed_options_saying_old_and_new(run_copy, capsys):
     assert ("would change them: --preset tiny → cifar10, --lr 0.002 → 0.001, --betas 0.5 0.9 → 0.5 0.99, "
             "--bcr off → on, --overlap on → off. Drop them, or start a new --out.") in capsys.readouterr().err
     assert [p.name for p in list_checkpoints(run_copy)] == ["ckpt_0000001.pt"]
+
+
+def test_resume_may_end_the_run_with_an_lr_decay(run_copy):
+    assert train.main(["--out", str(run_copy), "--resume", "--steps", "4", "--lr-decay", "0.5"]) == 0
+    lines = [json.loads(line) for line in (run_copy / "log.jsonl").read_text().splitlines()]
+    # the run's lr 0.002 until the last half of 4 steps, then (4 - i) / 2 of it at step index i = 3
+    assert [(line["step"], line["lr"]) for line in lines] == [(1, 0.002), (2, 0.002), (3, 0.002), (4, 0.001)]
+    assert load_checkpoint(run_copy / "ckpt_0000004.pt")["configs"]["train"]["lr_decay"] == 0.5
 
 
 def test_a_run_without_a_recorded_preset_gets_it_from_its_generator(run_copy, capsys):

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from vitgan_lite.course import check_adam_steps, check_ema_decay, check_flip, check_l2_logits, check_translation_mask
+from vitgan_lite.course import (check_adam_steps, check_ema_decay, check_flip, check_l2_logits, check_lr_scale,
+                                check_translation_mask)
 
 
 def test_check_l2_logits():
@@ -78,6 +79,20 @@ def test_check_adam_steps():
         check_adam_steps(no_bias_correction)
     with pytest.raises(AssertionError, match="weight change"):
         check_adam_steps(lambda grads, lr, betas, eps: -lr * sum(torch.sign(g) for g in grads))   # right at step 1 only
+
+
+def lr_scale_by_hand(step, steps, warmup, decay):
+    scale = min(1.0, (step + 1) / warmup) if warmup else 1.0
+    return scale * min(1.0, (steps - step) / (decay * steps)) if decay else scale
+
+
+def test_check_lr_scale():
+    check_lr_scale(lr_scale_by_hand)
+    with pytest.raises(AssertionError, match="lr_decay 0.5"):                       # falls to 0 one step late
+        check_lr_scale(lambda step, steps, warmup, decay: lr_scale_by_hand(step - 1, steps, warmup, decay))
+    with pytest.raises(AssertionError, match="warm-up 4"):                         # warm-up from 0, not 1/warmup
+        check_lr_scale(lambda step, steps, warmup, decay: lr_scale_by_hand(step, steps, warmup, decay)
+                       * (step / (step + 1) if step < warmup else 1.0))
 
 
 def test_check_ema_decay():

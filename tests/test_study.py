@@ -78,7 +78,7 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "g-wide": {"G.dim": 128, "G.mlp_dim": 256},
                 "g-wider": {"G.dim": 192, "G.mlp_dim": 384}, "d-lr-2x": {"T.d_lr_mul": 2.0},
                 "d-lr-0.5x": {"T.d_lr_mul": 0.5}, "p-0.8": {"T.augment_p": 0.8},
-                "p-0.8-d-lr-0.5x": {"T.augment_p": 0.8, "T.d_lr_mul": 0.5}}
+                "p-0.8-d-lr-0.5x": {"T.augment_p": 0.8, "T.d_lr_mul": 0.5}, "lr-decay": {"T.lr_decay": 0.5}}
     for name, fields in expected.items():
         assert study.VARIANTS[name].baseline == "tiny-recipe"
         assert changed_fields(name) == fields, name

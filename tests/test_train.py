@@ -14,6 +14,7 @@ from vitgan_lite.config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 from vitgan_lite.data import SyntheticImages
 from vitgan_lite.data_order import DataOrder, load_batch
 from vitgan_lite.ema import ema_decay_at
+from vitgan_lite.schedule import lr_scale
 from vitgan_lite.spectral import power_iteration_frozen
 from vitgan_lite.trainer import NonFiniteLossError, Trainer
 
@@ -109,6 +110,25 @@ def test_linear_warmup(data):
         trainer.step += 1
     assert lrs == pytest.approx([0.001, 0.002, 0.003, 0.004, 0.004])
     assert trainer.opt_G.param_groups[0]["lr"] == trainer.opt_D.param_groups[0]["lr"] == 0.004
+
+
+def test_lr_decay_falls_linearly_to_zero_at_the_runs_last_step(data):
+    trainer = make(data, warmup_steps=0, steps=10, lr_decay=0.5, lr=0.004, d_lr_mul=2.0)
+    g_lrs, d_lrs = [], []
+    for _ in range(10):
+        g_lrs.append(trainer.set_lr())
+        d_lrs.append(trainer.opt_D.param_groups[0]["lr"])
+        trainer.step += 1
+    by_hand = [0.004] * 6 + [0.004 * (10 - i) / 5 for i in range(6, 10)]     # lr * (steps - i) / (0.5 * steps)
+    assert g_lrs == pytest.approx(by_hand) and d_lrs == pytest.approx([2.0 * lr for lr in by_hand])
+    with pytest.raises(ValueError, match=r"step 10 is past TrainConfig.steps = 10.*raise steps"):
+        trainer.set_lr()                                    # lr 0: training on would change nothing
+
+
+def test_warmup_and_decay_multiply():
+    cfg = TrainConfig.tiny().replace(warmup_steps=4, steps=10, lr_decay=0.5)
+    assert [lr_scale(cfg, i) for i in range(10)] == pytest.approx([0.25, 0.5, 0.75, 1, 1, 1, 0.8, 0.6, 0.4, 0.2])
+    assert [lr_scale(cfg.replace(lr_decay=0.0), i) for i in (9, 10, 10**6)] == [1.0, 1.0, 1.0]  # constant: no end
 
 
 def test_d_lr_mul_scales_only_the_discriminators_lr(data):

@@ -200,6 +200,8 @@ class TrainConfig:
     d_lr_mul: float = 1.0          # official: lr_d, default lr (1 here); D's lr = lr * d_lr_mul (TTUR, Heusel 2017)
     betas: tuple = (0.0, 0.99)     # paper: Adam(beta1 = 0, beta2 = 0.99)
     warmup_steps: int = 3000       # official code: linear lr warm-up over 3k steps; 0 = off
+    lr_decay: float = 0.0          # ours: the last fraction of `steps` in which lr falls linearly to 0 at
+                                   # `steps` (0.5: the second half); 0 = constant, as the paper and official
     steps: int = 400_000           # ours: the images of the official 800k steps at batch 64
     augment: str = "color,translation,cutout:0.3,scale"  # paper: DiffAugment + scaling; official: cutout
                                    # with p = 0.3 ("op:p", augment.py); "" = off (ablation)
@@ -247,6 +249,7 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.micro_batches ({self.micro_batches}) cannot exceed batch_size "
                              f"({self.batch_size}): each slice needs at least one image")
         _check_fraction(self, "augment_p")
+        _check_fraction(self, "lr_decay")
         _check_choice(self, "precision", PRECISIONS)
         _check_choice(self, "bcr_mode", BCR_MODES)
         _check_choice(self, "ema_warmup", EMA_WARMUPS)

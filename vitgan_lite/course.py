@@ -157,6 +157,22 @@ def check_ema_decay(fn) -> None:
                atol=1e-12)
     print(f"check_ema_decay: passed ({len(cases)} batch sizes and half-lives)")
 
+
+def check_lr_scale(fn) -> None:
+    """Notebook 09: `fn(step, steps, warmup_steps, lr_decay)` returns the multiple of the lr at 0-based
+    `step`: linear warm-up, constant, then a linear fall over the last lr_decay * steps that reaches 0 at
+    `steps` (`schedule.lr_scale`), at the first and the last 12 steps of five schedules."""
+    from .config import TrainConfig
+    from .schedule import lr_scale
+
+    cases = [(10, 0, 0.5), (10, 4, 0.5), (12, 3, 0.0), (40_000, 0, 0.125), (7, 7, 1.0)]
+    for steps, warmup, decay in cases:
+        cfg = TrainConfig(steps=steps, warmup_steps=warmup, lr_decay=decay)
+        for step in sorted({*range(min(steps, 12)), *range(max(0, steps - 12), steps)}):
+            _agree(f"check_lr_scale, step {step} of {steps}, warm-up {warmup}, lr_decay {decay}",
+                   float(fn(step, steps, warmup, decay)), lr_scale(cfg, step), atol=1e-12)
+    print(f"check_lr_scale: passed ({len(cases)} schedules)")
+
 # ----------------------------------------------------------------------------------------------
 # Exercise checks for notebooks 01-05: call one on your own code. It raises AssertionError saying
 # what is wrong, or prints one line when your answer passes. The checks draw their test inputs

@@ -139,6 +139,9 @@ VARIANTS = {v.name: v for v in [
             train={**CPU, "augment_p": 0.8}, baseline="tiny-recipe"),
     Variant("p-0.8-d-lr-0.5x", "p-0.8 and d-lr-0.5x together: both hold D back, and both were ahead of the CPU recipe's "
             "mean in their first runs", train={**CPU, "augment_p": 0.8, "d_lr_mul": 0.5}, baseline="tiny-recipe"),
+    Variant("lr-decay", "the lr falls linearly to 0 over the second half of --steps (schedule.py): a budgeted "
+            "run's end; its FID at --steps is the one to compare", train={**CPU, "lr_decay": 0.5},
+            baseline="tiny-recipe"),
 ]}
 
 

@@ -4,15 +4,16 @@
     vitgan-train --preset cifar10 --data cifar10 --compile --out runs/c10          # GPU, the paper's run
     vitgan-train --preset cifar10 --data cifar10 --hours 2 --out runs/c10          # stop cleanly after 2 h
     vitgan-train --out runs/demo --resume --steps 600                            # continue to step 600
+    vitgan-train --out runs/demo --resume --steps 1000 --lr-decay 0.4            # ... lr falls to 0 from 600
     torchrun --nproc_per_node 4 -m vitgan_lite.train --preset cifar10 --data cifar10 --out runs/c10  # 4 GPUs
 
 Every `TrainConfig` field is an option: `lambda_real` is `--lambda-real`, a yes/no field is a pair
 (`--bcr` / `--no-bcr`); the preset gives the values not set. `--steps` is the run's total.
 `--resume` continues the newest readable checkpoint in `--out` up to it, with the configs and data
 stored in that checkpoint: repeating the run's options is fine, a value that differs from the
-run's is refused (except bookkeeping: --steps, --compile, --micro-batches, --sample-every, --checkpoint-every,
---keep-checkpoints, --log-every), and another --data needs --new-data. `--hours H` stops after the
-step that uses up H hours, saves, and exits with status 0; `--resume` continues the run.
+run's is refused (except bookkeeping: --steps, --lr-decay, --compile, --micro-batches, --sample-every,
+--checkpoint-every, --keep-checkpoints, --log-every), and another --data needs --new-data. `--hours H`
+stops after the step that uses up H hours, saves, and exits with status 0; `--resume` continues the run.
 Ablations: --no-bcr, --no-augment (or --augment POLICY), --attention dot, --spectral-norm sn|none,
 --no-overlap, --r1-gamma G.
 Under torchrun (distributed.py) `--batch-size` is the global batch, split evenly over the
@@ -45,8 +46,10 @@ from .trainer import NonFiniteLossError, Trainer, resolve_device
 PRESETS = ("cifar10", "small", "tiny")
 TRAIN_FIELDS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 # Bookkeeping fields may change on --resume; the others would change the run's math, so a resumed
-# run refuses values that differ from the run's.
-RESUMABLE = {"steps", "compile", "micro_batches", "sample_every", "checkpoint_every", "keep_checkpoints", "log_every"}
+# run refuses values that differ from the run's. The lr decay is the end of the budget, like --steps:
+# finishing a run with one (--resume --steps N --lr-decay F) is what it is for.
+RESUMABLE = {"steps", "lr_decay", "compile", "micro_batches", "sample_every", "checkpoint_every", "keep_checkpoints",
+             "log_every"}
 DISC_FIELDS = ("attention", "spectral_norm", "overlapping_patches")
 FLAGS = {"overlapping_patches": "--overlap"}          # option names that are not the field's
 ALIASES = {"ema_half_life_images": ("--ema-half-life",)}
@@ -57,6 +60,8 @@ HELP = {  # a TrainConfig field missing here gets the comment beside it in confi
     "d_lr_mul": "D's learning rate as a multiple of --lr (two time-scale update rule; 1 = the paper's one lr)",
     "betas": "Adam's beta1 and beta2",
     "warmup_steps": "steps of linear lr warm-up (0 = off)",
+    "lr_decay": "the last fraction of --steps in which the lr falls linearly to 0 (0.5: the second half; "
+                "0 = constant lr, the paper's)",
     "steps": "total training steps of the run",
     "augment": "DiffAugment policy, e.g. color,translation,cutout,scale ('' or --no-augment: off)",
     "augment_p": "probability of each DiffAugment op that has none of its own (op:p in --augment)",

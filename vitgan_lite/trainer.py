@@ -49,6 +49,7 @@ from .loop import run_training
 from .losses import d_logistic_loss, g_logistic_loss, r1_penalty
 from .micro_batch import accumulate
 from .precision import Precision
+from .schedule import lr_scale
 from .spectral import power_iteration_frozen
 
 
@@ -124,9 +125,8 @@ class Trainer:
         return torch.randn(n, self.gcfg.latent_dim, device=self.device)
 
     def set_lr(self) -> float:
-        """Linear warm-up over warmup_steps, then the constant lr; D's is d_lr_mul times G's. Returns G's."""
-        warmup = self.tcfg.warmup_steps
-        lr = self.tcfg.lr * min(1.0, (self.step + 1) / warmup) if warmup else self.tcfg.lr
+        """Set this step's lr (`lr_scale` of TrainConfig.lr); D's is d_lr_mul times G's. Returns G's."""
+        lr = self.tcfg.lr * lr_scale(self.tcfg, self.step)
         for opt, mul in ((self.opt_G, 1.0), (self.opt_D, self.tcfg.d_lr_mul)):
             for group in opt.param_groups:
                 group["lr"] = lr * mul
