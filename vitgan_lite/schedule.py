@@ -6,9 +6,10 @@ Three phases, each optional:
     constant  the steps between             lr                                            (the paper)
     decay     the last lr_decay * steps     lr falls linearly and reaches 0 at `steps`    (ours)
 
-The decay is for a run with a fixed budget: a GAN at a constant lr keeps oscillating around its
-equilibrium, and lowering the lr at the end lets the generator settle (results/README.md measures
-what it buys). It ends the run: a step at or past `steps` would have lr 0 or below, so it is refused.
+The decay is for a run with a fixed budget: at a constant lr G and D keep moving each other around,
+and lowering the lr at the end lets the generator settle (results/lr_decay and the README's "Does it
+learn on a CPU?" measure what it buys). It ends the run: a step at or past `steps` would have lr 0 or
+below, so it is refused.
 """
 from __future__ import annotations
 
