@@ -60,9 +60,10 @@ def changed_fields(name: str) -> dict:
 
 
 def test_each_variant_changes_one_thing_of_the_cpu_recipe():
-    """Ablations and alternatives are compared with the CPU recipe they are taken from (the deeper g-wide
-    variants: with g-wide), and change exactly one thing (the generator's official attention: its two
-    fields together; hflip-bf16 and p-0.8-d-lr-0.5x combine two gains)."""
+    """Ablations and alternatives are compared with the CPU recipe they are taken from (g-wide's deeper and
+    narrower variants: with g-wide or g-wide-deep), and change exactly one thing (the generator's official
+    attention: its two fields together; a narrower D: its width, MLP and heads together; hflip-bf16 and
+    p-0.8-d-lr-0.5x combine two gains)."""
     expected = {"lambda-10": {"T.lambda_real": 10.0, "T.lambda_fake": 10.0}, "bcr-official": {"T.bcr_mode": "official"},
                 "bcr-paper": {"T.bcr_mode": "paper"}, "cutout-0.3": {"T.augment": "color,translation,cutout:0.3"},
                 "hflip": {"T.hflip": True}, "g-official": {"G.attention": "l2", "G.spectral_norm": "isn"},
@@ -79,12 +80,16 @@ def test_each_variant_changes_one_thing_of_the_cpu_recipe():
                 "g-wider": {"G.dim": 192, "G.mlp_dim": 384}, "d-lr-2x": {"T.d_lr_mul": 2.0},
                 "d-lr-0.5x": {"T.d_lr_mul": 0.5}, "p-0.8": {"T.augment_p": 0.8},
                 "p-0.8-d-lr-0.5x": {"T.augment_p": 0.8, "T.d_lr_mul": 0.5}, "lr-decay": {"T.lr_decay": 0.5}}
-    from_g_wide = {"g-wide-deep": {"G.depth": 4}, "g-wide-d-deep": {"D.depth": 4}}
-    for baseline, variants in (("tiny-recipe", expected), ("g-wide", from_g_wide)):
+    narrow_d = {"D.dim": 32, "D.mlp_dim": 64, "D.heads": 2}
+    from_g_wide = {"g-wide-deep": {"G.depth": 4}, "g-wide-d-deep": {"D.depth": 4}, "g-wide-d-narrow": narrow_d,
+                   "g-wide-warmup": {"T.warmup_steps": 1000}}
+    from_g_wide_deep = {"g-wide-deep-d-narrow": narrow_d}
+    for baseline, variants in (("tiny-recipe", expected), ("g-wide", from_g_wide), ("g-wide-deep", from_g_wide_deep)):
         for name, fields in variants.items():
             assert study.VARIANTS[name].baseline == baseline, name
             assert changed_fields(name) == fields, name
-    assert set(expected) | set(from_g_wide) == set(study.VARIANTS) - {"paper", "tiny-recipe"}  # every one pinned
+    pinned = set(expected) | set(from_g_wide) | set(from_g_wide_deep)
+    assert pinned == set(study.VARIANTS) - {"paper", "tiny-recipe"}  # every one pinned
     assert study.VARIANTS["paper"].baseline is None
     assert all(v.baseline in study.VARIANTS for v in study.VARIANTS.values() if v.name != "paper")
     assert changed_fields("tiny-recipe") == {"T.augment": "color,translation,cutout", "T.augment_p": 0.5,
