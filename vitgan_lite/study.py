@@ -81,6 +81,7 @@ PAPER = {"lambda_real": 10.0, "lambda_fake": 10.0, "augment": "color,translation
 # thing about D or its regularisation says little. Each variant changes one thing of it.
 CPU = {**PAPER, "lambda_real": 1.0, "lambda_fake": 1.0, "augment": "color,translation,cutout", "augment_p": 0.5}
 G_WIDE = {"dim": 128, "mlp_dim": 256}          # g-wide's generator: the small preset's width at --preset tiny
+G_WIDE_DEEP = {**G_WIDE, "depth": 4}          # g-wide-deep's generator: the paper's 4 blocks
 D_NARROW = {"dim": 32, "mlp_dim": 64, "heads": 2}  # half the tiny D's width, 16 channels per head as before
 VARIANTS = {v.name: v for v in [
     Variant("paper", "the paper's recipe: lambda 10, all four DiffAugment ops with p = 0.8, bCR", train=PAPER,
@@ -143,7 +144,7 @@ VARIANTS = {v.name: v for v in [
             "mean in their first runs", train={**CPU, "augment_p": 0.8, "d_lr_mul": 0.5}, baseline="tiny-recipe"),
     Variant("g-wide-deep", "g-wide with 4 generator blocks instead of 2 (the paper's depth): more steps of attention "
             "to make the patches of one image agree, for about 25 % more CPU per step than g-wide",
-            generator={**G_WIDE, "depth": 4}, train=CPU, baseline="g-wide"),
+            generator=G_WIDE_DEEP, train=CPU, baseline="g-wide"),
     Variant("g-wide-d-deep", "g-wide beside a discriminator of 4 blocks instead of 2 (the paper's depth): the tiny D "
             "stays near chance (loss_D about 1.32 of 1.39), so a stronger D may give G more to learn from, for about "
             "50 % more CPU per step than g-wide", generator=G_WIDE, discriminator={"depth": 4}, train=CPU,
@@ -153,7 +154,7 @@ VARIANTS = {v.name: v for v in [
             "about 25 % less CPU per step", generator=G_WIDE, discriminator=D_NARROW, train=CPU,
             baseline="g-wide"),
     Variant("g-wide-deep-d-narrow", "g-wide-deep beside g-wide-d-narrow's discriminator: the narrow D pays for "
-            "the deeper G, whose CPU per step is then g-wide's", generator={**G_WIDE, "depth": 4},
+            "the deeper G, whose CPU per step is then g-wide's", generator=G_WIDE_DEEP,
             discriminator=D_NARROW, train=CPU, baseline="g-wide-deep"),
     Variant("g-wide-warmup", "g-wide with the lr rising linearly from 0 over the first 1,000 steps (the official "
             "code warms up over 3,000; the CPU recipe not at all): g-wide's bad seed goes wrong early, 193.6 "
